@@ -34,7 +34,7 @@ if [ ! -x "$store/weed" ]; then
 	) &
 	ticker=$!
 	trap 'kill $ticker 2>/dev/null || true' EXIT
-	go build -C "$tools" -trimpath -o "$store/weed.partial" github.com/seaweedfs/seaweedfs/weed
+	go build -C "$tools" -o "$store/weed.partial" github.com/seaweedfs/seaweedfs/weed
 	kill $ticker 2>/dev/null || true
 	mv "$store/weed.partial" "$store/weed"
 	echo "install-weed: [2/3] built in $(( $(date +%s) - start )) s"
