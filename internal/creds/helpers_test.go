@@ -1,0 +1,525 @@
+package creds
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+)
+
+// t0 is where every fake clock starts.
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+const testRole = "arn:aws:iam::123456789012:role/app"
+
+// guard bounds how long a test waits for something asynchronous (fsnotify delivery, a
+// goroutine reaching a point) before failing. It is a failure timeout, not a sleep.
+const guard = 10 * time.Second
+
+// makeJWT builds a JWT with the structure of a projected service-account token. The signature
+// is random bytes: nothing here checks it (STS does).
+func makeJWT(tb testing.TB, claims map[string]any) string {
+	tb.Helper()
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			tb.Fatalf("marshal jwt part: %v", err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	sig := make([]byte, 64)
+	if _, err := rand.Read(sig); err != nil {
+		tb.Fatalf("random signature: %v", err)
+	}
+	return enc(map[string]any{"alg": "RS256", "kid": "test-key", "typ": "JWT"}) + "." + enc(claims) + "." +
+		base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// k8sClaims are the claims the kubelet puts in a projected token, issued at iat and valid for ttl.
+func k8sClaims(iat time.Time, ttl time.Duration) map[string]any {
+	return map[string]any{
+		"iss": "https://oidc.example.test/cluster",
+		"sub": "system:serviceaccount:shop:uploader",
+		"aud": []string{"sts.amazonaws.com"},
+		"iat": iat.Unix(),
+		"nbf": iat.Unix(),
+		"exp": iat.Add(ttl).Unix(),
+		"jti": hex.EncodeToString([]byte(iat.String())),
+		"kubernetes.io": map[string]any{
+			"namespace":      "shop",
+			"serviceaccount": map[string]any{"name": "uploader", "uid": "11111111-2222-3333-4444-555555555555"},
+			"pod":            map[string]any{"name": "uploader-7d9f8-abcde", "uid": "66666666-7777-8888-9999-000000000000"},
+			"node":           map[string]any{"name": "aks-node-0", "uid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"},
+		},
+	}
+}
+
+// validToken is a fresh token valid for a day from the fake clock's start.
+func validToken(tb testing.TB) string { return makeJWT(tb, k8sClaims(t0, 24*time.Hour)) }
+
+// projectedDir lays out a token directory the way the kubelet's atomic writer does:
+// <dir>/token -> ..data/token, ..data -> ..<timestamp>, and rotation writes a new timestamped
+// directory and renames a fresh ..data_tmp symlink over ..data.
+type projectedDir struct {
+	tb  testing.TB
+	dir string
+	gen int
+	cur string
+}
+
+func newProjectedDir(tb testing.TB) *projectedDir {
+	return newProjectedDirAt(tb, tb.TempDir())
+}
+
+// newProjectedDirAt uses dir, which need not exist until the first write.
+func newProjectedDirAt(tb testing.TB, dir string) *projectedDir {
+	return &projectedDir{tb: tb, dir: dir}
+}
+
+func (p *projectedDir) path() string { return filepath.Join(p.dir, "token") }
+
+func (p *projectedDir) must(err error) {
+	p.tb.Helper()
+	if err != nil {
+		p.tb.Fatalf("projected dir: %v", err)
+	}
+}
+
+// write rotates the token to content, atomically as the kubelet does.
+func (p *projectedDir) write(content string) {
+	p.tb.Helper()
+	p.gen++
+	name := fmt.Sprintf("..2026_03_01_12_00_00.%09d", p.gen)
+	p.must(os.MkdirAll(filepath.Join(p.dir, name), 0o755))
+	p.must(os.WriteFile(filepath.Join(p.dir, name, "token"), []byte(content), 0o644))
+	p.swapData(name)
+	p.ensureTokenLink()
+}
+
+// swapData points ..data at name by renaming a new symlink over it, and drops the old directory.
+func (p *projectedDir) swapData(name string) {
+	p.tb.Helper()
+	tmp := filepath.Join(p.dir, "..data_tmp")
+	p.must(os.Symlink(name, tmp))
+	p.must(os.Rename(tmp, filepath.Join(p.dir, "..data")))
+	if p.cur != "" {
+		p.must(os.RemoveAll(filepath.Join(p.dir, p.cur)))
+	}
+	p.cur = name
+}
+
+func (p *projectedDir) ensureTokenLink() {
+	p.tb.Helper()
+	if dest, err := os.Readlink(p.path()); err == nil && dest == "..data/token" {
+		return
+	}
+	p.must(os.RemoveAll(p.path()))
+	p.must(os.Symlink("..data/token", p.path()))
+}
+
+// Faults a broken volume or a careless operator can produce.
+func (p *projectedDir) deleteToken() { p.must(os.Remove(p.path())) }
+
+func (p *projectedDir) tokenIsDir() {
+	p.must(os.Remove(p.path()))
+	p.must(os.Mkdir(p.path(), 0o755))
+}
+
+func (p *projectedDir) danglingData() { p.swapData("..2026_gone") }
+
+func (p *projectedDir) danglingToken() {
+	p.must(os.Remove(p.path()))
+	p.must(os.Symlink("..data/missing", p.path()))
+}
+
+// stsCall is what the fake STS received.
+type stsCall struct {
+	at       time.Time
+	token    string
+	session  string
+	role     string
+	duration int32
+}
+
+// fakeSTS stands in for STS only to inject faults that SeaweedFS (the real STS used by the
+// integration tests) cannot produce on demand: outages, throttling, network errors, trust
+// policy rejections, slow answers. It records every call and the token it received.
+type fakeSTS struct {
+	tb       testing.TB
+	clk      clock.Clock
+	lifetime time.Duration // of issued credentials; 0 means the requested DurationSeconds
+
+	mu     sync.Mutex
+	calls  []stsCall
+	issued []types.Credentials
+	fail   func(n int, c stsCall) error // n counts calls from 1; nil or a nil result means success
+	// called receives every call as it arrives, so tests can wait for one without sleeping.
+	called chan stsCall
+}
+
+var _ STSAPI = (*fakeSTS)(nil)
+
+func newFakeSTS(tb testing.TB, clk clock.Clock) *fakeSTS {
+	return &fakeSTS{tb: tb, clk: clk, called: make(chan stsCall, 10000)}
+}
+
+func (f *fakeSTS) setFail(fn func(n int, c stsCall) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = fn
+}
+
+func (f *fakeSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, _ ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		f.tb.Errorf("STS called without a deadline")
+	}
+	c := stsCall{
+		at:       f.clk.Now(),
+		token:    aws.ToString(in.WebIdentityToken),
+		session:  aws.ToString(in.RoleSessionName),
+		role:     aws.ToString(in.RoleArn),
+		duration: aws.ToInt32(in.DurationSeconds),
+	}
+	f.mu.Lock()
+	f.calls = append(f.calls, c)
+	n := len(f.calls)
+	fail := f.fail
+	f.mu.Unlock()
+	f.called <- c
+	if fail != nil {
+		if err := fail(n, c); err != nil {
+			return nil, err
+		}
+	}
+	life := f.lifetime
+	if life == 0 {
+		life = time.Duration(c.duration) * time.Second
+	}
+	exp := c.at.Add(life)
+	sc := types.Credentials{
+		AccessKeyId:     aws.String(fmt.Sprintf("ASIATESTKEY%09d", n)),
+		SecretAccessKey: aws.String(fmt.Sprintf("secretKey/%d/%s", n, randHex(f.tb, 16))),
+		SessionToken:    aws.String(fmt.Sprintf("sessionToken/%d/%s", n, randHex(f.tb, 64))),
+		Expiration:      &exp,
+	}
+	f.mu.Lock()
+	f.issued = append(f.issued, sc)
+	f.mu.Unlock()
+	return &sts.AssumeRoleWithWebIdentityOutput{
+		Credentials: &sc,
+		AssumedRoleUser: &types.AssumedRoleUser{
+			Arn:           aws.String("arn:aws:sts::123456789012:assumed-role/app/" + c.session),
+			AssumedRoleId: aws.String("AROATEST:" + c.session),
+		},
+	}, nil
+}
+
+func (f *fakeSTS) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *fakeSTS) issuedList() []types.Credentials {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]types.Credentials(nil), f.issued...)
+}
+
+func (f *fakeSTS) callList() []stsCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]stsCall(nil), f.calls...)
+}
+
+// next waits for the next call.
+func (f *fakeSTS) next(tb testing.TB) stsCall {
+	tb.Helper()
+	select {
+	case c := <-f.called:
+		return c
+	case <-time.After(guard):
+		tb.Fatalf("no STS call within %s", guard)
+		return stsCall{}
+	}
+}
+
+func randHex(tb testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Errors as the SDK returns them, built from the SDK's own types.
+
+func opErr(err error) error {
+	return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRoleWithWebIdentity", Err: err}
+}
+
+func httpErr(status int, err error) error {
+	return opErr(&awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status, Header: http.Header{}}},
+			Err:      err,
+		},
+		RequestID: "req-1",
+	})
+}
+
+func apiErr(status int, code string, fault smithy.ErrorFault) error {
+	return httpErr(status, &smithy.GenericAPIError{Code: code, Message: code + " from test", Fault: fault})
+}
+
+func err5xx() error { return apiErr(500, "InternalFailure", smithy.FaultServer) }
+
+func errThrottle() error { return apiErr(400, "Throttling", smithy.FaultClient) }
+
+func errNetwork() error {
+	return opErr(&smithyhttp.RequestSendError{Err: &url.Error{
+		Op: "Post", URL: "https://sts.eu-west-1.amazonaws.com/",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)},
+	}})
+}
+
+// logCapture collects JSON log lines and lets a test wait for one.
+type logCapture struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	lines   []map[string]any
+	changed chan struct{}
+}
+
+func newLogCapture() *logCapture { return &logCapture{changed: make(chan struct{})} }
+
+func (c *logCapture) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (c *logCapture) Write(p []byte) (int, error) {
+	var rec map[string]any
+	if err := json.Unmarshal(p, &rec); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.Write(p)
+	c.lines = append(c.lines, rec)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (c *logCapture) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// find returns the first record with message msg whose text contains every one of want.
+func (c *logCapture) find(msg string, want ...string) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.findLocked(msg, want)
+}
+
+func (c *logCapture) findLocked(msg string, want []string) map[string]any {
+next:
+	for _, rec := range c.lines {
+		if rec["msg"] != msg {
+			continue
+		}
+		b, _ := json.Marshal(rec)
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				continue next
+			}
+		}
+		return rec
+	}
+	return nil
+}
+
+func (c *logCapture) count(msg string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, rec := range c.lines {
+		if rec["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor blocks until a record like find's appears.
+func (c *logCapture) waitFor(tb testing.TB, msg string, want ...string) map[string]any {
+	tb.Helper()
+	deadline := time.After(guard)
+	for {
+		c.mu.Lock()
+		rec := c.findLocked(msg, want)
+		ch := c.changed
+		c.mu.Unlock()
+		if rec != nil {
+			return rec
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			tb.Fatalf("no log %q containing %q within %s; logs:\n%s", msg, want, guard, c.String())
+		}
+	}
+}
+
+// recordingObserver records what metrics would count.
+type recordingObserver struct {
+	mu       sync.Mutex
+	results  []string
+	updated  chan time.Time
+	reloaded chan time.Time
+}
+
+var _ Observer = (*recordingObserver)(nil)
+
+func newRecordingObserver() *recordingObserver {
+	return &recordingObserver{updated: make(chan time.Time, 10000), reloaded: make(chan time.Time, 10000)}
+}
+
+func (o *recordingObserver) STSCall(result, code string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.results = append(o.results, result+"/"+code)
+}
+
+func (o *recordingObserver) CredentialsUpdated(exp time.Time) { o.updated <- exp }
+func (o *recordingObserver) TokenReloaded(exp time.Time)      { o.reloaded <- exp }
+
+func (o *recordingObserver) resultList() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.results...)
+}
+
+func waitChan[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(guard):
+		tb.Fatalf("no %s within %s", what, guard)
+		var zero T
+		return zero
+	}
+}
+
+// harness runs a Manager against a fake clock, a kubelet-style token dir and the fault-injecting STS.
+type harness struct {
+	t    *testing.T
+	clk  *clock.Fake
+	dir  *projectedDir
+	sts  *fakeSTS
+	logs *logCapture
+	obs  *recordingObserver
+	cfg  Config
+	m    *Manager
+	r    float64 // jitter returned by the injected rand
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	h := &harness{
+		t:    t,
+		clk:  clk,
+		dir:  newProjectedDir(t),
+		sts:  newFakeSTS(t, clk),
+		logs: newLogCapture(),
+		obs:  newRecordingObserver(),
+	}
+	h.cfg = Config{RoleARN: testRole, TokenFile: h.dir.path()}
+	return h
+}
+
+// start builds the Manager and runs it until the test ends. The first fetch has completed
+// and all timers are armed when it returns.
+func (h *harness) start(opts ...Option) {
+	h.t.Helper()
+	h.build(opts...)
+	h.run()
+	h.settle()
+}
+
+func (h *harness) build(opts ...Option) {
+	h.t.Helper()
+	base := []Option{WithClock(h.clk), WithLogger(h.logs.logger()), WithObserver(h.obs),
+		WithRand(func() float64 { return h.r })}
+	m, err := NewManager(h.cfg, h.sts, append(base, opts...)...)
+	if err != nil {
+		h.t.Fatalf("NewManager: %v", err)
+	}
+	h.m = m
+}
+
+func (h *harness) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.m.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := waitChan(h.t, done, "Run return"); err != nil {
+			h.t.Errorf("Run returned %v, want nil after cancel", err)
+		}
+	})
+}
+
+// settle waits until the refresh loop and the token poll have both armed their timers, i.e.
+// whatever the last clock move triggered has been handled.
+func (h *harness) settle() { h.clk.WaitForTimers(2) }
+
+// step moves the clock to the next timer and waits for the reaction.
+func (h *harness) step() {
+	h.settle()
+	h.clk.AdvanceToNext()
+	h.settle()
+}
+
+// stepUntil steps until the clock reaches end (at least), calling each after every step.
+func (h *harness) stepUntil(end time.Time, each func()) {
+	for h.clk.Now().Before(end) {
+		h.settle()
+		if next, _ := h.clk.NextDeadline(); next.After(end) {
+			h.clk.Set(end)
+		} else {
+			h.clk.AdvanceToNext()
+		}
+		h.settle()
+		if each != nil {
+			each()
+		}
+	}
+}

@@ -1,0 +1,420 @@
+package creds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+)
+
+// Backoff after failed fetches.
+const (
+	// retryBase is the first nominal delay after a transient failure; it doubles per failure.
+	retryBase = time.Second
+	// retryMax caps the nominal delay after transient failures.
+	retryMax = time.Minute
+	// terminalBackoff is the wait after an answer that retrying cannot fix; a token rotation cuts it short.
+	terminalBackoff = time.Minute
+	// minRefreshDelay keeps credentials that live shorter than the refresh window from
+	// turning the loop into a stream of STS calls.
+	minRefreshDelay = time.Minute
+	// minKickInterval bounds how often token changes alone can cause STS calls.
+	minKickInterval = time.Second
+)
+
+// Option changes a Manager's collaborators, mostly for tests.
+type Option func(*Manager)
+
+// WithClock sets the clock that times refreshes, backoff and token polling.
+func WithClock(c clock.Clock) Option { return func(m *Manager) { m.clock = c } }
+
+// WithLogger sets the logger for events (fetches, rotations, failures).
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithObserver sets the receiver of the events that metrics count.
+func WithObserver(o Observer) Option { return func(m *Manager) { m.obs = o } }
+
+// WithRand sets the source of jitter; it must return values in [0, 1).
+func WithRand(f func() float64) Option { return func(m *Manager) { m.rand = f } }
+
+// Manager keeps one set of credentials for one role fresh: it owns the token watch, the STS
+// exchange, the cache and the refresh loop. Readers call Servable, which never blocks and
+// never calls STS.
+type Manager struct {
+	cfg   Config
+	api   STSAPI
+	clock clock.Clock
+	log   *slog.Logger
+	obs   Observer
+	rand  func() float64
+
+	cur     atomic.Pointer[Credentials]
+	lastErr atomic.Pointer[errBox]
+	// kick carries "the token changed" from the watcher to the refresh loop.
+	kick chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every publish, to wake Wait
+	running bool
+	closed  bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type errBox struct{ err error }
+
+// NewManager checks cfg, fills its defaults and returns a Manager that does nothing until Run.
+func NewManager(cfg Config, api STSAPI, opts ...Option) (*Manager, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if api == nil {
+		return nil, errors.New("new credentials manager: no STS client")
+	}
+	m := &Manager{
+		cfg:     cfg,
+		api:     api,
+		clock:   clock.Real(),
+		log:     slog.New(slog.DiscardHandler),
+		obs:     nopObserver{},
+		rand:    rand.Float64,
+		kick:    make(chan struct{}, 1),
+		changed: make(chan struct{}),
+		quit:    make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m, nil
+}
+
+// Run fetches credentials, keeps them fresh and watches the token until ctx is done or Close
+// is called; it then returns nil. It returns an error only when called twice.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.running {
+		m.mu.Unlock()
+		return errors.New("run credentials manager: already running")
+	}
+	m.running = true
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.wg.Add(2)
+	m.mu.Unlock()
+
+	go func() {
+		defer m.wg.Done()
+		m.refreshLoop(ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.watchToken(ctx)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-m.quit:
+	}
+	cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// Close stops Run and waits for its goroutines. It may be called more than once.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.quit)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// Servable returns the cached credentials, or nil when there are none or fewer than
+// MinRemaining of their lifetime is left. It is meant for the request path: one atomic load
+// and one time comparison.
+func (m *Manager) Servable() *Credentials {
+	c := m.cur.Load()
+	if c == nil || c.Expiration.Sub(m.clock.Now()) < m.cfg.MinRemaining {
+		return nil
+	}
+	return c
+}
+
+// Wait blocks until Servable would return credentials, and returns them; it returns nil when
+// ctx is done or the Manager is closed first.
+func (m *Manager) Wait(ctx context.Context) *Credentials {
+	for {
+		if c := m.Servable(); c != nil {
+			return c
+		}
+		m.mu.Lock()
+		ch := m.changed
+		m.mu.Unlock()
+		// A publish between the first check and taking ch would otherwise be missed.
+		if c := m.Servable(); c != nil {
+			return c
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil
+		case <-m.quit:
+			return nil
+		}
+	}
+}
+
+// LastError returns why the latest fetch failed, or nil when it succeeded (or none ran yet).
+// It carries no secret, so it may explain a 503.
+func (m *Manager) LastError() error {
+	if b := m.lastErr.Load(); b != nil {
+		return b.err
+	}
+	return nil
+}
+
+func (m *Manager) publish(c *Credentials) {
+	m.cur.Store(c)
+	m.mu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	m.obs.CredentialsUpdated(c.Expiration)
+}
+
+// loopState belongs to the refresh loop goroutine alone.
+type loopState struct {
+	sessionName  string
+	refreshAt    time.Time // zero until the first success
+	lastAttempt  time.Time
+	failures     int // consecutive
+	failingSince time.Time
+}
+
+// due reports whether a fetch is wanted now: nothing fetched yet, last fetch failed, or the
+// refresh time has come.
+func (s *loopState) due(now time.Time) bool {
+	return s.failures > 0 || s.refreshAt.IsZero() || !now.Before(s.refreshAt)
+}
+
+// refreshLoop is the only caller of STS, so concurrent needs cannot turn into concurrent calls.
+func (m *Manager) refreshLoop(ctx context.Context) {
+	var st loopState
+	t := m.clock.NewTimer(m.attempt(ctx, &st))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		case <-m.kick:
+			now := m.clock.Now()
+			if !st.due(now) {
+				m.log.Debug("token changed; credentials still fresh", "refresh_at", st.refreshAt)
+				continue
+			}
+			if next := st.lastAttempt.Add(minKickInterval); now.Before(next) {
+				t.Reset(next.Sub(now))
+				continue
+			}
+			// So that a tick arriving during this fetch does not trigger another one.
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.Reset(m.attempt(ctx, &st))
+	}
+}
+
+// attempt runs one fetch and returns the delay until the next one.
+func (m *Manager) attempt(ctx context.Context, st *loopState) time.Duration {
+	st.lastAttempt = m.clock.Now()
+	c, tok, err := m.fetch(ctx, st)
+	if ctx.Err() != nil {
+		return 0 // shutting down: not a failure worth reporting
+	}
+	if err != nil {
+		return m.failed(err, tok, st)
+	}
+	return m.succeeded(c, st)
+}
+
+// fetch reads the token afresh (it may have rotated since the last call) and exchanges it.
+func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *tokenFile, error) {
+	tok, err := readToken(m.cfg.TokenFile, m.clock.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.sessionName == "" {
+		st.sessionName = m.cfg.SessionName
+		if st.sessionName == "" {
+			st.sessionName = SessionName(tok.claims.Namespace, tok.claims.PodName)
+		}
+	}
+	in := &sts.AssumeRoleWithWebIdentityInput{
+		RoleArn:          aws.String(m.cfg.RoleARN),
+		RoleSessionName:  aws.String(st.sessionName),
+		WebIdentityToken: aws.String(string(tok.raw)),
+		DurationSeconds:  aws.Int32(int32(m.cfg.Duration / time.Second)),
+	}
+	callCtx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	defer cancel()
+	start := m.clock.Now()
+	out, err := m.api.AssumeRoleWithWebIdentity(callCtx, in)
+	took := m.clock.Now().Sub(start)
+	if err == nil {
+		var c *Credentials
+		if c, err = m.credentialsFrom(out); err == nil {
+			m.obs.STSCall("success", "", took)
+			return c, tok, nil
+		}
+	}
+	err = redact(fmt.Errorf("assume role with web identity: %w", err), string(tok.raw))
+	if ctx.Err() == nil {
+		m.obs.STSCall("error", ErrorCode(err), took)
+	}
+	return nil, tok, err
+}
+
+func (m *Manager) credentialsFrom(out *sts.AssumeRoleWithWebIdentityOutput) (*Credentials, error) {
+	if out == nil || out.Credentials == nil {
+		return nil, errors.New("response has no credentials")
+	}
+	sc := out.Credentials
+	if aws.ToString(sc.AccessKeyId) == "" || aws.ToString(sc.SecretAccessKey) == "" ||
+		aws.ToString(sc.SessionToken) == "" || sc.Expiration == nil {
+		return nil, errors.New("response has incomplete credentials")
+	}
+	account := ""
+	if out.AssumedRoleUser != nil {
+		account = accountFromARN(aws.ToString(out.AssumedRoleUser.Arn))
+	}
+	if account == "" {
+		account = accountFromARN(m.cfg.RoleARN)
+	}
+	return &Credentials{
+		AccessKeyID:     aws.ToString(sc.AccessKeyId),
+		SecretAccessKey: aws.ToString(sc.SecretAccessKey),
+		SessionToken:    aws.ToString(sc.SessionToken),
+		Expiration:      sc.Expiration.UTC(),
+		AccountID:       account,
+		RoleARN:         m.cfg.RoleARN,
+	}, nil
+}
+
+// accountFromARN returns the account field of arn:partition:service:region:account:resource,
+// or "" when it is not a 12-digit account id.
+func accountFromARN(arn string) string {
+	f := strings.SplitN(arn, ":", 6)
+	if len(f) < 6 || f[0] != "arn" || len(f[4]) != 12 {
+		return ""
+	}
+	for _, r := range f[4] {
+		if r < '0' || r > '9' {
+			return ""
+		}
+	}
+	return f[4]
+}
+
+func (m *Manager) succeeded(c *Credentials, st *loopState) time.Duration {
+	now := m.clock.Now()
+	if st.failures > 0 {
+		m.log.Info("sts recovered", "failures", st.failures, "failing_for", now.Sub(st.failingSince).String())
+	}
+	st.failures = 0
+	m.lastErr.Store(nil)
+	m.publish(c)
+
+	lead := m.cfg.RefreshWindow + time.Duration(m.jitter()*float64(m.cfg.RefreshWindow/10))
+	lifetime := c.Expiration.Sub(now)
+	delay := lifetime - lead
+	if delay < minRefreshDelay {
+		m.log.Warn("credentials live shorter than the refresh window; refreshing sooner",
+			"lifetime", lifetime.String(), "refresh_window", m.cfg.RefreshWindow.String(), "refresh_in", minRefreshDelay.String())
+		delay = minRefreshDelay
+	}
+	if lifetime < m.cfg.MinRemaining {
+		m.log.Warn("sts returned credentials too close to expiry to serve", "lifetime", lifetime.String(), "min_remaining", m.cfg.MinRemaining.String())
+	}
+	st.refreshAt = now.Add(delay)
+	m.log.Info("fetched credentials", "credentials", c, "session_name", st.sessionName, "refresh_at", st.refreshAt)
+	return delay
+}
+
+func (m *Manager) failed(err error, tok *tokenFile, st *loopState) time.Duration {
+	now := m.clock.Now()
+	if st.failures == 0 {
+		st.failingSince = now
+	}
+	st.failures++
+	m.lastErr.Store(&errBox{err})
+
+	class, code := Classify(err), ErrorCode(err)
+	delay := m.backoff(class, st.failures)
+	level := slog.LevelWarn
+	if class == Terminal {
+		level = slog.LevelError
+	}
+	attrs := []any{"class", class.String(), "code", code, "error", err.Error(), "failures", st.failures,
+		"retry_in", delay.String(), "retry_at", now.Add(delay)}
+	if c := m.Servable(); c != nil {
+		attrs = append(attrs, "serving_until", c.Expiration.Add(-m.cfg.MinRemaining))
+	} else {
+		attrs = append(attrs, "serving", false)
+	}
+	if tok != nil {
+		if h := hint(code, tok.claims); h != "" || class == Terminal {
+			attrs = append(attrs, "cause", h, "token_iss", tok.claims.Issuer, "token_sub", tok.claims.Subject, "token_aud", tok.claims.Audience)
+		}
+	}
+	m.log.Log(context.Background(), level, "fetch credentials failed", attrs...)
+	return delay
+}
+
+// backoff is the wait after the n-th consecutive failure. Transient failures wait uniformly
+// in [d/2, d) with d = 1 s * 2^(n-1) capped at 1 min; terminal ones wait 1 min plus up to 10%,
+// so many sidecars failing together do not call in step.
+func (m *Manager) backoff(class Class, n int) time.Duration {
+	r := m.jitter()
+	if class == Terminal {
+		return terminalBackoff + time.Duration(r*float64(terminalBackoff/10))
+	}
+	d := retryMax
+	if n <= 6 { // 1 s << 6 already exceeds the cap
+		d = min(retryBase<<(n-1), retryMax)
+	}
+	return d/2 + time.Duration(r*float64(d/2))
+}
+
+func (m *Manager) jitter() float64 {
+	r := m.rand()
+	if r < 0 || r >= 1 || r != r {
+		return 0
+	}
+	return r
+}
+
+type nopObserver struct{}
+
+func (nopObserver) STSCall(string, string, time.Duration) {}
+func (nopObserver) CredentialsUpdated(time.Time)          {}
+func (nopObserver) TokenReloaded(time.Time)               {}
