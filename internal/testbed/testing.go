@@ -1,0 +1,53 @@
+package testbed
+
+import "testing"
+
+// StartIssuerForTest starts an Issuer that t's clean-up closes; a start failure fails t.
+func StartIssuerForTest(t testing.TB, opts IssuerOptions) *Issuer {
+	t.Helper()
+	iss, err := NewIssuer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := iss.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return iss
+}
+
+// NewProjectorForTest starts a Projector that t's clean-up closes; a start failure fails t.
+// opts.Dir defaults to a directory of t.TempDir().
+func NewProjectorForTest(t testing.TB, opts ProjectorOptions) *Projector {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	p, err := NewProjector(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// StartSeaweedFSForTest starts SeaweedFS for t and stops it in t's clean-up, which also runs
+// when t fails or is stopped by FailNow; if t failed, weed's last log lines are logged first. A
+// missing binary or a failed start fails t.
+func StartSeaweedFSForTest(t testing.TB, opts SeaweedFSOptions) *SeaweedFS {
+	t.Helper()
+	s, err := StartSeaweedFS(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("seaweedfs at %s, pid %d, logs in %s:%s", s.Endpoint(), s.Pid(), s.LogDir(), s.LogTail())
+		}
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
