@@ -1,0 +1,234 @@
+// Package app builds the sidecar from a validated configuration and runs it: the credentials
+// manager, the auth token, the metrics and the two HTTP servers, each goroutine owned by Run
+// and stopped with its context. cmd/sidecar is a thin shell around it, and tests run the whole
+// sidecar in-process through it:
+//
+//	cfg := config.Defaults()
+//	cfg.RoleARN, cfg.TokenFile, cfg.STSEndpoint = roleARN, tokenPath, stsURL
+//	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+//	cfg.AuthTokenFile = filepath.Join(dir, "auth-token")
+//	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+//	// a.Addrs().CredentialsURL() is AWS_CONTAINER_CREDENTIALS_FULL_URI,
+//	// cfg.AuthTokenFile is AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+//	err = a.Run(ctx) // returns nil once ctx is cancelled and the servers have shut down
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/credsidecar/credsidecar/internal/authtoken"
+	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/metrics"
+	"github.com/credsidecar/credsidecar/internal/server"
+)
+
+var (
+	_ server.Source     = (*creds.Manager)(nil)
+	_ server.Authorizer = (*authtoken.Token)(nil)
+	_ server.Observer   = (*metrics.Metrics)(nil)
+)
+
+// Options are the parts a caller may supply instead of the defaults.
+type Options struct {
+	// Logger receives every part's logs; nil discards them.
+	Logger *slog.Logger
+	// Version is reported by credsidecar_build_info and the start-up log.
+	Version string
+	// Registry collects the metrics served on /metrics; nil makes a fresh one with the Go and
+	// process collectors. One registry serves one App: New registers the sidecar's metrics on it.
+	Registry *prometheus.Registry
+	// STS replaces the client built from cfg.Region and cfg.STSEndpoint, for fault injection.
+	STS creds.STSAPI
+	// Clock drives refreshes, backoff and file polling; nil is the wall clock.
+	Clock clock.Clock
+	// CredsOptions are appended to the credentials manager's options (e.g. creds.WithRand).
+	CredsOptions []creds.Option
+	// Listening, if set, is called by Run with the bound addresses before serving starts.
+	Listening func(Addrs)
+}
+
+// Addrs are the addresses the sidecar's listeners are bound to.
+type Addrs struct {
+	// Credentials is the credentials endpoint's address.
+	Credentials net.Addr
+	// Metrics is the address of /metrics, /healthz and /readyz.
+	Metrics net.Addr
+}
+
+// CredentialsURL is the value for AWS_CONTAINER_CREDENTIALS_FULL_URI.
+func (a Addrs) CredentialsURL() string {
+	return "http://" + a.Credentials.String() + server.CredentialsPath
+}
+
+// MetricsURL is the base URL of the ops endpoint, without a trailing slash.
+func (a Addrs) MetricsURL() string { return "http://" + a.Metrics.String() }
+
+// App is a built sidecar whose listeners are bound but not yet serving.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	opts     Options
+	manager  *creds.Manager
+	token    *authtoken.Token
+	credsSrv *http.Server
+	opsSrv   *http.Server
+	credsLn  net.Listener
+	opsLn    net.Listener
+	addrs    Addrs
+	used     atomic.Bool // set by the first Run or Close
+}
+
+// New validates cfg, loads (or generates) the auth token, builds the credentials manager and
+// the servers, and binds both listeners, so that a bad address or an unwritable token directory
+// fails here rather than after start-up. Call Run, or Close to release the listeners.
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.Real()
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m := metrics.New(reg, opts.Version)
+
+	token, err := authtoken.Load(cfg.AuthTokenFile, authtoken.WithLogger(log), authtoken.WithClock(clk),
+		authtoken.WithPollInterval(cfg.TokenPollInterval))
+	if err != nil {
+		return nil, fmt.Errorf("start sidecar: %w", err)
+	}
+
+	api := opts.STS
+	if api == nil {
+		api = creds.NewSTSClient(cfg.Region, cfg.STSEndpoint)
+	}
+	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk)}, opts.CredsOptions...)
+	manager, err := creds.NewManager(creds.Config{
+		RoleARN:       cfg.RoleARN,
+		TokenFile:     cfg.TokenFile,
+		SessionName:   cfg.SessionName,
+		Duration:      cfg.Duration,
+		RefreshWindow: cfg.RefreshWindow,
+		MinRemaining:  cfg.MinRemaining,
+		PollInterval:  cfg.TokenPollInterval,
+	}, api, mgrOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("start sidecar: %w", err)
+	}
+	m.SetReady(func() bool { return manager.Servable() != nil })
+
+	a := &App{cfg: cfg, log: log, opts: opts, manager: manager, token: token}
+	a.credsLn, err = server.Listen(ctx, cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("start sidecar: credentials endpoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = a.credsLn.Close()
+		}
+	}()
+	a.opsLn, err = server.Listen(ctx, cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("start sidecar: metrics endpoint: %w", err)
+	}
+	a.addrs = Addrs{Credentials: a.credsLn.Addr(), Metrics: a.opsLn.Addr()}
+
+	serverOpts := []server.Option{server.WithLogger(log), server.WithObserver(m), server.WithClock(clk)}
+	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, serverOpts...), log)
+	a.opsSrv = server.NewHTTPServer(server.NewOps(manager, reg, serverOpts...), log)
+	return a, nil
+}
+
+// Addrs returns the bound addresses.
+func (a *App) Addrs() Addrs { return a.addrs }
+
+// WaitReady blocks until credentials can be served, and reports whether they can; it returns
+// false when ctx is done first. /readyz answers 200 from then on, as long as they stay fresh.
+func (a *App) WaitReady(ctx context.Context) bool { return a.manager.Wait(ctx) != nil }
+
+// Run serves until ctx is done, then shuts the servers down within cfg.ShutdownTimeout and
+// stops the credentials manager. It returns nil after a clean shutdown, or the first error of
+// any part, which also stops the others. Run may be called once.
+func (a *App) Run(ctx context.Context) error {
+	if !a.used.CompareAndSwap(false, true) {
+		return errors.New("run sidecar: already run or closed")
+	}
+	defer a.manager.Close()
+	a.log.Info("credsidecar starting", "version", a.opts.Version, "go", runtime.Version(),
+		"role_arn", a.cfg.RoleARN, "token_file", a.cfg.TokenFile, "region", a.cfg.Region,
+		"sts_endpoint", a.cfg.STSEndpoint, "duration", a.cfg.Duration.String(),
+		"refresh_window", a.cfg.RefreshWindow.String(), "min_remaining", a.cfg.MinRemaining.String(),
+		"credentials_url", a.addrs.CredentialsURL(), "metrics_addr", a.addrs.Metrics.String(),
+		"auth_token_file", a.cfg.AuthTokenFile, "auth_token_generated", a.token.Generated())
+	if a.opts.Listening != nil {
+		a.opts.Listening(a.addrs)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.manager.Run(gctx) })
+	g.Go(func() error { return a.token.Watch(gctx) })
+	g.Go(func() error { return server.Serve(gctx, a.credsSrv, a.credsLn, a.cfg.ShutdownTimeout) })
+	g.Go(func() error { return server.Serve(gctx, a.opsSrv, a.opsLn, a.cfg.ShutdownTimeout) })
+	g.Go(func() error {
+		<-gctx.Done()
+		if ctx.Err() != nil {
+			a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+		}
+		return nil
+	})
+	err := g.Wait()
+	if err != nil {
+		return fmt.Errorf("run sidecar: %w", err)
+	}
+	a.log.Info("credsidecar stopped")
+	return nil
+}
+
+// Close releases the listeners of an App that was never run; after Run it does nothing.
+func (a *App) Close() error {
+	if !a.used.CompareAndSwap(false, true) {
+		return nil
+	}
+	_ = a.manager.Close()
+	return errors.Join(a.credsLn.Close(), a.opsLn.Close())
+}
+
+// Run builds the sidecar with New and runs it until ctx is done.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	a, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// NewLogger returns the sidecar's logger: JSON or text on w, at level and above.
+func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}

@@ -1,0 +1,316 @@
+// Package authtoken owns the token that callers of the credentials endpoint must send in their
+// Authorization header, the one AWS SDKs read from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+//
+// The token file lives on a volume shared with the application containers. If it already holds a
+// token (a mounted Secret, or one this sidecar wrote before a restart) that token is used, and
+// re-read whenever the file changes; otherwise a random token is generated and written there.
+//
+// File rules, chosen so that what the sidecar expects is exactly what SDKs send:
+//   - one trailing line break ("\n" or "\r\n") is ignored, with a warning, because Secrets made
+//     with `echo` or `--from-file` often end in one, while the Go SDKs and botocore refuse a
+//     token that contains CR or LF: the warning tells the operator why those clients fail;
+//   - the rest must be 1 to 4096 visible ASCII characters (0x21-0x7E): HTTP trims spaces and
+//     forbids control characters in header values, so any other token could never match;
+//   - an empty file (or a lone line break) counts as absent, and a generated token replaces it.
+//
+// A changed file whose content breaks these rules is ignored with a warning: the sidecar keeps
+// the token it has rather than lock every client out.
+package authtoken
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+)
+
+const (
+	// maxLen keeps a token well inside the endpoint's header limit.
+	maxLen = 4096
+	// shortLen is where a token becomes guessable enough to warn about.
+	shortLen = 16
+	// generatedBytes of randomness make a generated token: 256 bits.
+	generatedBytes = 32
+	// fileMode lets the pod's fsGroup read the token, and nobody else.
+	fileMode fs.FileMode = 0o640
+	// DefaultPollInterval is how often the file is re-read when no Option sets it. The poll backs
+	// up file-system notifications, which some volume types do not deliver.
+	DefaultPollInterval = 30 * time.Second
+)
+
+// Token is the expected Authorization token. Matches is safe for concurrent use with Watch.
+type Token struct {
+	path      string
+	log       *slog.Logger
+	clock     clock.Clock
+	poll      time.Duration
+	generated bool
+
+	// digest is the SHA-256 of the current token; comparing digests hides the token's length.
+	digest atomic.Pointer[[sha256.Size]byte]
+
+	// Owned by Watch's goroutine after Load returns.
+	content  []byte
+	lastWarn string
+
+	// Test hooks: noNotify forces the poll path, onReload reports each finished reload.
+	noNotify bool
+	onReload func()
+}
+
+// Option configures a Token.
+type Option func(*Token)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(t *Token) { t.log = l } }
+
+// WithClock sets the clock that paces the polling re-read.
+func WithClock(c clock.Clock) Option { return func(t *Token) { t.clock = c } }
+
+// WithPollInterval sets how often Watch re-reads the file regardless of notifications.
+func WithPollInterval(d time.Duration) Option { return func(t *Token) { t.poll = d } }
+
+// Load reads the token from path, or generates one and writes it there when the file is absent
+// or empty.
+func Load(path string, opts ...Option) (*Token, error) {
+	t := &Token{
+		path:  path,
+		log:   slog.New(slog.DiscardHandler),
+		clock: clock.Real(),
+		poll:  DefaultPollInterval,
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	if t.poll <= 0 {
+		return nil, fmt.Errorf("load auth token: poll interval %v is not positive", t.poll)
+	}
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		raw = nil
+	case err != nil:
+		return nil, fmt.Errorf("load auth token: %w", err)
+	}
+	tok, trailing, err := parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("load auth token from %s: %w", path, err)
+	}
+	if tok == nil {
+		if tok, err = generate(path); err != nil {
+			return nil, err
+		}
+		t.generated = true
+		raw = tok
+		t.log.Info("generated auth token", "path", path)
+	} else {
+		t.log.Info("loaded auth token", "path", path)
+		t.warnFor(tok, trailing)
+	}
+	t.content = raw
+	t.store(tok)
+	return t, nil
+}
+
+// Generated reports whether Load wrote a new token rather than finding one.
+func (t *Token) Generated() bool { return t.generated }
+
+// Path returns the token file's path.
+func (t *Token) Path() string { return t.path }
+
+// Matches reports, in constant time, whether got is the current token.
+func (t *Token) Matches(got string) bool {
+	want := t.digest.Load()
+	if want == nil {
+		return false
+	}
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+}
+
+func (t *Token) store(tok []byte) {
+	sum := sha256.Sum256(tok)
+	t.digest.Store(&sum)
+}
+
+// Watch re-reads the file whenever its directory changes (the kubelet updates Secret volumes by
+// swapping a ..data symlink there, so watching the file itself would miss updates) and every
+// poll interval. It returns nil when ctx is done.
+func (t *Token) Watch(ctx context.Context) error {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if !t.noNotify {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(filepath.Dir(t.path))
+		}
+		if err != nil {
+			t.log.Warn("auth token file not watched for changes, re-reading it every poll interval only",
+				"path", t.path, "poll_interval", t.poll, "error", err)
+		} else {
+			events, errs = w.Events, w.Errors
+		}
+		if w != nil {
+			defer w.Close()
+		}
+	}
+	timer := t.clock.NewTimer(t.poll)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-events:
+			if !ok {
+				events = nil // the poll carries on alone
+				continue
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+			} else {
+				t.log.Warn("watching auth token file", "path", t.path, "error", err)
+			}
+			continue
+		case <-timer.C():
+			// Re-arm after the read, so the next poll is a full interval after this one ends.
+			t.reload()
+			timer.Reset(t.poll)
+			continue
+		}
+		t.reload()
+	}
+}
+
+// reload adopts a changed, valid file content; anything else keeps the current token.
+func (t *Token) reload() {
+	defer func() {
+		if t.onReload != nil {
+			t.onReload()
+		}
+	}()
+	raw, err := os.ReadFile(t.path)
+	if err != nil {
+		t.warnOnce("auth token file unreadable, keeping the current token", err.Error())
+		return
+	}
+	if bytes.Equal(raw, t.content) {
+		t.lastWarn = ""
+		return
+	}
+	tok, trailing, err := parse(raw)
+	if err == nil && tok == nil {
+		err = errors.New("file is empty")
+	}
+	if err != nil {
+		t.warnOnce("auth token file changed to an unusable token, keeping the current token", err.Error())
+		return
+	}
+	t.content = raw
+	t.lastWarn = ""
+	t.store(tok)
+	t.log.Info("auth token changed, now expecting the new one", "path", t.path)
+	t.warnFor(tok, trailing)
+}
+
+// warnOnce logs a problem once per distinct cause, so a broken file does not log every poll.
+func (t *Token) warnOnce(msg, cause string) {
+	if cause == t.lastWarn {
+		return
+	}
+	t.lastWarn = cause
+	t.log.Warn(msg, "path", t.path, "error", cause)
+}
+
+func (t *Token) warnFor(tok []byte, trailing bool) {
+	if trailing {
+		t.log.Warn("auth token file ends with a line break; the sidecar ignores it, but the Go SDKs "+
+			"and botocore refuse tokens containing CR or LF: rewrite the file without it (printf '%s', not echo)",
+			"path", t.path)
+	}
+	if len(tok) < shortLen {
+		t.log.Warn("auth token is short enough to guess; use at least 16 random characters",
+			"path", t.path, "length", len(tok))
+	}
+}
+
+// parse returns the token in raw, nil for an empty file, and whether a trailing line break was
+// dropped. Errors say where the content breaks the rules, never what it is.
+func parse(raw []byte) (tok []byte, trailing bool, err error) {
+	tok = raw
+	if n, ok := bytes.CutSuffix(tok, []byte("\n")); ok {
+		tok, trailing = n, true
+		tok, _ = bytes.CutSuffix(tok, []byte("\r"))
+	}
+	if len(tok) == 0 {
+		return nil, false, nil
+	}
+	if len(tok) > maxLen {
+		return nil, false, fmt.Errorf("token is %d bytes, more than %d", len(tok), maxLen)
+	}
+	for i, b := range tok {
+		if b < 0x21 || b > 0x7e {
+			return nil, false, fmt.Errorf("byte %d of the token is not visible ASCII (0x21-0x7E), "+
+				"so no HTTP client can send it", i+1)
+		}
+	}
+	return tok, trailing, nil
+}
+
+// generate writes a new random token to path atomically: readers see the old file or the whole
+// new one, never a partial token.
+func generate(path string) ([]byte, error) {
+	buf := make([]byte, generatedBytes)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, fmt.Errorf("generate auth token: %w", err)
+	}
+	tok := []byte(base64.RawURLEncoding.EncodeToString(buf))
+	if err := writeAtomic(path, tok); err != nil {
+		return nil, fmt.Errorf("write auth token: %w", err)
+	}
+	return tok, nil
+}
+
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(fileMode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,516 @@
+// Package config owns the sidecar's `serve` command line: every setting is a flag with an
+// environment-variable fallback (AWS names where the SDKs already define one), the flag wins,
+// and Validate names the flag, the variable and the value given for every problem it finds, so
+// a pod that will not start says exactly which line of its manifest to fix.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/credsidecar/credsidecar/internal/creds"
+)
+
+// ErrVersion is returned by Parse when --version was given: the caller prints the version.
+var ErrVersion = errors.New("version requested")
+
+// Config is the sidecar's configuration. Build one with Parse, or start from Defaults and set
+// the required fields, then call Validate.
+type Config struct {
+	// RoleARN is the IAM role to assume.
+	RoleARN string
+	// TokenFile is the kubelet-projected service-account token.
+	TokenFile string
+	// Region selects the regional STS endpoint; it may be empty when STSEndpoint is set.
+	Region string
+	// STSEndpoint overrides the STS URL, e.g. for a VPC endpoint or a test server.
+	STSEndpoint string
+	// SessionName is the STS RoleSessionName; empty lets creds derive it from the token's claims.
+	SessionName string
+	// Duration is the STS session length asked for.
+	Duration time.Duration
+	// RefreshWindow is how much lifetime may be left before the credentials are refreshed.
+	RefreshWindow time.Duration
+	// MinRemaining is the least lifetime served credentials may have; below it the endpoint says 503.
+	MinRemaining time.Duration
+	// TokenPollInterval is how often the token file is re-read besides file-change notifications.
+	TokenPollInterval time.Duration
+	// ShutdownTimeout bounds the graceful shutdown after SIGTERM.
+	ShutdownTimeout time.Duration
+	// Listen is the credentials endpoint's address.
+	Listen string
+	// AllowNonLoopback permits a Listen address other than a loopback IP.
+	AllowNonLoopback bool
+	// AuthTokenFile holds the token callers must send in the Authorization header.
+	AuthTokenFile string
+	// MetricsListen is the address of /metrics, /healthz and /readyz.
+	MetricsListen string
+	// LogFormat is "json" or "text".
+	LogFormat string
+	// LogLevel is the least severe level logged.
+	LogLevel slog.Level
+
+	// given records, per flag name, the text a value was parsed from and the variable it came from,
+	// so that errors quote what the user wrote ("15m", not "15m0s").
+	given map[string]origin
+}
+
+type origin struct {
+	env string // the environment variable that supplied the value; "" for a flag or a default
+	raw string
+}
+
+// setting is one command-line setting: its flag, the environment variables read when the flag
+// is absent (first non-empty wins), and how its text becomes a Config field.
+type setting struct {
+	flag    string
+	envs    []string
+	def     string // applied when neither flag nor environment gives a value
+	defHelp string // shown in --help instead of def, for computed defaults
+	kind    string // the value's type as shown in --help
+	usage   string
+	isBool  bool
+	set     func(c *Config, v string) error
+}
+
+func settings() []setting {
+	str := func(f func(c *Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *f(c) = v; return nil }
+	}
+	dur := func(f func(c *Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			*f(c) = d
+			return err
+		}
+	}
+	return []setting{
+		{flag: "role-arn", envs: []string{"AWS_ROLE_ARN"}, kind: "arn", defHelp: "required",
+			usage: "IAM role to assume", set: str(func(c *Config) *string { return &c.RoleARN })},
+		{flag: "token-file", envs: []string{"AWS_WEB_IDENTITY_TOKEN_FILE"}, kind: "path", defHelp: "required",
+			usage: "projected service-account token", set: str(func(c *Config) *string { return &c.TokenFile })},
+		{flag: "region", envs: []string{"AWS_REGION", "AWS_DEFAULT_REGION"}, kind: "string",
+			defHelp: "required unless --sts-endpoint", usage: "AWS region whose STS endpoint is called",
+			set: str(func(c *Config) *string { return &c.Region })},
+		{flag: "sts-endpoint", envs: []string{"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"}, kind: "url",
+			defHelp: "the region's STS endpoint", usage: "STS URL, for a VPC endpoint or another STS",
+			set: str(func(c *Config) *string { return &c.STSEndpoint })},
+		{flag: "session-name", envs: []string{"AWS_ROLE_SESSION_NAME"}, kind: "string",
+			defHelp: "$POD_NAMESPACE.$POD_NAME, else from the token's claims",
+			usage:   "STS role session name, shown in CloudTrail",
+			set:     str(func(c *Config) *string { return &c.SessionName })},
+		{flag: "duration", envs: []string{"CREDSIDECAR_DURATION"}, kind: "duration", def: "1h",
+			usage: "STS session length, 1h to 12h", set: dur(func(c *Config) *time.Duration { return &c.Duration })},
+		{flag: "refresh-window", envs: []string{"CREDSIDECAR_REFRESH_WINDOW"}, kind: "duration", def: "40m",
+			usage: "refresh when less than this lifetime remains (jittered up to 10% earlier)",
+			set:   dur(func(c *Config) *time.Duration { return &c.RefreshWindow })},
+		{flag: "min-remaining", envs: []string{"CREDSIDECAR_MIN_REMAINING"}, kind: "duration", def: "5m",
+			usage: "never serve credentials with less lifetime left; answer 503 instead",
+			set:   dur(func(c *Config) *time.Duration { return &c.MinRemaining })},
+		{flag: "token-poll-interval", envs: []string{"CREDSIDECAR_TOKEN_POLL_INTERVAL"}, kind: "duration", def: "30s",
+			usage: "re-read token files this often, besides file-change notifications",
+			set:   dur(func(c *Config) *time.Duration { return &c.TokenPollInterval })},
+		{flag: "shutdown-timeout", envs: []string{"CREDSIDECAR_SHUTDOWN_TIMEOUT"}, kind: "duration", def: "5s",
+			usage: "time allowed for in-flight requests after SIGTERM; keep below terminationGracePeriodSeconds",
+			set:   dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+		{flag: "listen", envs: []string{"CREDSIDECAR_LISTEN"}, kind: "address", def: "127.0.0.1:9910",
+			usage: "credentials endpoint address (AWS_CONTAINER_CREDENTIALS_FULL_URI=http://<this>/v1/credentials)",
+			set:   str(func(c *Config) *string { return &c.Listen })},
+		{flag: "allow-non-loopback", envs: []string{"CREDSIDECAR_ALLOW_NON_LOOPBACK"}, isBool: true, def: "false",
+			usage: "allow --listen on an address other than loopback",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("must be true or false")
+				}
+				c.AllowNonLoopback = b
+				return nil
+			}},
+		{flag: "auth-token-file", envs: []string{"CREDSIDECAR_AUTH_TOKEN_FILE"}, kind: "path",
+			def: "/var/run/credsidecar/auth-token", usage: "Authorization token for the credentials endpoint; generated if absent " +
+				"(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<this>)",
+			set: str(func(c *Config) *string { return &c.AuthTokenFile })},
+		{flag: "metrics-listen", envs: []string{"CREDSIDECAR_METRICS_LISTEN"}, kind: "address", def: ":9912",
+			usage: "address of /metrics, /healthz and /readyz",
+			set:   str(func(c *Config) *string { return &c.MetricsListen })},
+		{flag: "log-format", envs: []string{"CREDSIDECAR_LOG_FORMAT"}, kind: "json|text", def: "json",
+			usage: "log format", set: str(func(c *Config) *string { return &c.LogFormat })},
+		{flag: "log-level", envs: []string{"CREDSIDECAR_LOG_LEVEL"}, kind: "level", def: "info",
+			usage: "least severe level logged: debug, info, warn or error",
+			set: func(c *Config, v string) error {
+				if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+					return errors.New("must be debug, info, warn or error")
+				}
+				return nil
+			}},
+	}
+}
+
+// parseDuration accepts Go durations ("1h30m") and, since STS counts in seconds, bare seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n > int64(1<<63-1)/int64(time.Second) || n < -int64(1<<63-1)/int64(time.Second) {
+			return 0, errors.New("out of range")
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("must be a duration such as 90s, 40m or 1h, or a number of seconds")
+	}
+	return d, nil
+}
+
+// Defaults returns the configuration with every default applied and the required fields empty.
+func Defaults() Config {
+	var c Config
+	for _, s := range settings() {
+		if s.def != "" {
+			_ = s.set(&c, s.def) // the defaults are constants; TestParse checks every one
+		}
+	}
+	return c
+}
+
+// rawValue is a flag.Value that keeps the text given, so conversion errors can quote it.
+type rawValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *rawValue) String() string     { return v.s }
+func (v *rawValue) Set(s string) error { v.s = s; return nil }
+func (v *rawValue) IsBoolFlag() bool   { return v.isBool }
+
+// Parse reads the serve command's arguments, falling back to getenv for every flag not given,
+// and validates the result. It returns flag.ErrHelp for -h/--help and ErrVersion for --version;
+// every other error is one line naming the flag, the variable and the value.
+func Parse(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, not printed
+	fs.Usage = func() {}
+	list := settings()
+	raws := make([]rawValue, len(list))
+	for i, s := range list {
+		raws[i].isBool = s.isBool
+		fs.Var(&raws[i], s.flag, s.usage)
+	}
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("parse arguments: %w", err)
+	}
+	if *version {
+		return Config{}, ErrVersion
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("parse arguments: unexpected argument %q: serve takes flags only", fs.Arg(0))
+	}
+	setByFlag := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
+
+	c := Config{given: map[string]origin{}}
+	var errs []*FieldError
+	for i, s := range list {
+		o, ok := origin{raw: raws[i].s}, setByFlag[s.flag]
+		if !ok {
+			for _, env := range s.envs {
+				if v := getenv(env); v != "" {
+					o, ok = origin{env: env, raw: v}, true
+					break
+				}
+			}
+		}
+		if !ok {
+			o.raw = s.def
+			if s.flag == "session-name" {
+				o.raw = defaultSessionName(getenv)
+			}
+		}
+		c.given[s.flag] = o
+		if o.raw == "" && !ok {
+			continue
+		}
+		if err := s.set(&c, o.raw); err != nil {
+			errs = append(errs, c.problem(s.flag, "", err.Error()))
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, &Error{Problems: errs}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// defaultSessionName names the session after the pod when the downward API provides both
+// names; otherwise it stays empty and creds derives it from the token, which carries them too.
+func defaultSessionName(getenv func(string) string) string {
+	ns, pod := getenv("POD_NAMESPACE"), getenv("POD_NAME")
+	if ns == "" || pod == "" {
+		return ""
+	}
+	return creds.SessionName(ns, pod)
+}
+
+// Usage writes the serve command's help, each flag with its variable and default.
+func Usage(w io.Writer, program string) {
+	fmt.Fprintf(w, "Usage: %s [serve] [flags]\n\n", program)
+	fmt.Fprintf(w, "Serves temporary AWS credentials for the pod's service account on a container-credentials endpoint.\n")
+	fmt.Fprintf(w, "Each flag falls back to the environment variable shown; a flag given on the command line wins.\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, s := range settings() {
+		arg := " " + s.kind
+		if s.isBool {
+			arg = ""
+		}
+		def := s.defHelp
+		if def == "" {
+			def = "default " + s.def
+		}
+		envs := "$" + strings.Join(s.envs, ", $")
+		fmt.Fprintf(tw, "  --%s%s\t%s [%s] (%s)\n", s.flag, arg, s.usage, envs, def)
+	}
+	fmt.Fprintf(tw, "  --version\tprint the version and exit\n")
+	_ = tw.Flush()
+}
+
+// FieldError is one configuration problem.
+type FieldError struct {
+	// Flag is the flag's name without dashes.
+	Flag string
+	// Env is the variable that gave the value, or every variable the flag reads if none did.
+	Env string
+	// Value is the value as given.
+	Value string
+	// Problem says what is wrong and why.
+	Problem string
+}
+
+// Error reads `--flag (VARIABLE) = "value": problem`.
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("--%s (%s) = %q: %s", e.Flag, e.Env, e.Value, e.Problem)
+}
+
+// Error lists every problem Validate or Parse found; its message is one line.
+type Error struct {
+	// Problems holds at least one problem, in the order of the flags.
+	Problems []*FieldError
+}
+
+// Error joins the problems with "; " after "invalid configuration: ".
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return "invalid configuration: " + strings.Join(msgs, "; ")
+}
+
+// problem builds a FieldError for flag, quoting the value as given when Parse saw it and
+// formatted otherwise.
+func (c *Config) problem(flagName, formatted, problem string) *FieldError {
+	e := &FieldError{Flag: flagName, Value: formatted, Problem: problem}
+	for _, s := range settings() {
+		if s.flag == flagName {
+			e.Env = strings.Join(s.envs, " or ")
+		}
+	}
+	if o, ok := c.given[flagName]; ok {
+		e.Value = o.raw
+		if o.env != "" {
+			e.Env = o.env
+		}
+	}
+	return e
+}
+
+// Limits on STS sessions and on what the SDKs do with them (see PROTOCOL.md).
+const (
+	minDuration = time.Hour
+	maxDuration = 12 * time.Hour
+	// sdkRefetch is where botocore and the Java v1 SDK start re-fetching on every call.
+	sdkRefetch        = 15 * time.Minute
+	minMinRemaining   = time.Minute
+	minPollInterval   = time.Second
+	maxPollInterval   = 5 * time.Minute
+	jitterDenominator = 10 // refreshes are jittered up to 1/10 of the window earlier
+)
+
+// roleARN matches IAM role ARNs in the aws, aws-cn and aws-us-gov partitions, with or without a
+// path. The character classes are IAM's own.
+var roleARN = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\x21-\x7e]*/)?[\w+=,.@-]{1,64}$`)
+
+// region matches AWS region names and the look-alikes test servers use.
+var region = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// Validate checks every setting and every combination, and returns an *Error listing all the
+// problems found, or nil.
+func (c Config) Validate() error {
+	var errs []*FieldError
+	add := func(flagName, formatted, problem string) {
+		errs = append(errs, c.problem(flagName, formatted, problem))
+	}
+	switch {
+	case c.RoleARN == "":
+		add("role-arn", "", "required: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>")
+	case len(c.RoleARN) > 2048 || !roleARN.MatchString(c.RoleARN):
+		add("role-arn", c.RoleARN, "not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> "+
+			"(partition aws, aws-cn or aws-us-gov)")
+	}
+	if c.TokenFile == "" {
+		add("token-file", "", "required: the path of the projected service-account token, as mounted in the pod")
+	}
+	switch {
+	case c.Region == "" && c.STSEndpoint == "":
+		add("region", "", "required unless --sts-endpoint is set: the AWS SDK calls the regional STS endpoint")
+	case c.Region != "" && (len(c.Region) > 64 || !region.MatchString(c.Region)):
+		add("region", c.Region, "not a region name such as eu-west-1")
+	}
+	if c.STSEndpoint != "" {
+		if problem := checkEndpoint(c.STSEndpoint); problem != "" {
+			add("sts-endpoint", c.STSEndpoint, problem)
+		}
+	}
+	// A valid name is its own fitted form; anything the fitting would change is refused, because
+	// CloudTrail would otherwise show a name the user never wrote.
+	if c.SessionName != "" && creds.SessionName(c.SessionName, "") != c.SessionName {
+		add("session-name", c.SessionName, "must be 2-64 characters from letters, digits and _+=,.@-")
+	}
+	c.validateTimes(add)
+	c.validateListen(add)
+	if c.AuthTokenFile == "" {
+		add("auth-token-file", "", "required: where the endpoint's Authorization token is read or written")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		add("log-format", c.LogFormat, "must be json or text")
+	}
+	if len(errs) > 0 {
+		return &Error{Problems: errs}
+	}
+	return nil
+}
+
+func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
+	switch {
+	case c.Duration < minDuration:
+		add("duration", c.Duration.String(), "must be at least 1h: SDKs refresh container credentials 5-15 min "+
+			"before expiry, shorter sessions make them call the endpoint on every request")
+	case c.Duration > maxDuration:
+		add("duration", c.Duration.String(), "must be at most 12h: STS refuses longer sessions")
+	case c.Duration%time.Second != 0:
+		add("duration", c.Duration.String(), "must be whole seconds: STS takes DurationSeconds")
+	}
+	durationOK := c.Duration >= minDuration && c.Duration <= maxDuration
+	windowOK := true
+	// The largest window whose earliest jittered refresh still falls after the credentials arrive.
+	maxWindow := (c.Duration * jitterDenominator / (jitterDenominator + 1)).Truncate(time.Second)
+	switch {
+	case c.RefreshWindow < sdkRefetch:
+		windowOK = false
+		add("refresh-window", c.RefreshWindow.String(), "must be at least 15m: below that botocore and the "+
+			"Java v1 SDK call the endpoint on every AWS request until the credentials are refreshed")
+	case durationOK && c.RefreshWindow >= maxWindow:
+		windowOK = false
+		add("refresh-window", c.RefreshWindow.String(), fmt.Sprintf("must be less than %v (--duration %v less "+
+			"the 10%% jitter): fresh credentials would already be due for refresh and the sidecar would call STS without pause",
+			maxWindow, c.Duration))
+	}
+	switch {
+	case c.MinRemaining < minMinRemaining:
+		add("min-remaining", c.MinRemaining.String(), "must be at least 1m: credentials closer to expiry "+
+			"may expire before the SDK has used them")
+	case windowOK && c.MinRemaining >= c.RefreshWindow:
+		add("min-remaining", c.MinRemaining.String(), fmt.Sprintf("must be less than --refresh-window (%v): "+
+			"credentials must be refreshed before they become unservable", c.RefreshWindow))
+	}
+	if c.TokenPollInterval < minPollInterval || c.TokenPollInterval > maxPollInterval {
+		add("token-poll-interval", c.TokenPollInterval.String(), "must be between 1s and 5m: the kubelet "+
+			"rotates tokens as often as every 8 minutes")
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown-timeout", c.ShutdownTimeout.String(), "must be positive")
+	}
+}
+
+func (c Config) validateListen(add func(flagName, formatted, problem string)) {
+	credHost, credPort, problem := checkAddress(c.Listen)
+	if problem == "" {
+		ip, err := netip.ParseAddr(credHost)
+		switch {
+		case credHost == "" && !c.AllowNonLoopback:
+			problem = "listens on every interface: give a loopback address such as 127.0.0.1, " +
+				"or set --allow-non-loopback"
+		case credHost != "" && err != nil:
+			problem = "host must be an IP address: SDKs accept only 127.0.0.1 (or ::1) for a plain-http endpoint"
+		case err == nil && !ip.IsLoopback() && !c.AllowNonLoopback:
+			problem = "not a loopback address: anyone who can reach it could fetch the credentials " +
+				"with the token; use 127.0.0.1, or set --allow-non-loopback"
+		}
+	}
+	if problem != "" {
+		add("listen", c.Listen, problem)
+	}
+	metricsHost, metricsPort, problem := checkAddress(c.MetricsListen)
+	if _, err := netip.ParseAddr(metricsHost); problem == "" && metricsHost != "" && err != nil {
+		problem = "host must be an IP address, or empty for every interface"
+	}
+	if problem == "" && credPort == metricsPort && credPort != "0" && overlap(credHost, metricsHost) {
+		problem = "uses the port of --listen (" + c.Listen + "): the two endpoints need their own listeners"
+	}
+	if problem != "" {
+		add("metrics-listen", c.MetricsListen, problem)
+	}
+}
+
+// checkAddress splits host:port and checks the port; the host is the caller's concern.
+func checkAddress(addr string) (host, port, problem string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", "must be host:port, such as 127.0.0.1:9910"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return "", "", "port must be a number from 0 to 65535"
+	}
+	return host, port, ""
+}
+
+// overlap reports whether two listen hosts could claim the same port.
+func overlap(a, b string) bool {
+	wild := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || (err == nil && ip.IsUnspecified())
+	}
+	return a == b || wild(a) || wild(b)
+}
+
+func checkEndpoint(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not a URL"
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must be an http or https URL, such as https://sts.eu-west-1.amazonaws.com"
+	case u.Host == "":
+		return "has no host"
+	case u.User != nil:
+		return "must not carry credentials"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "must not have a query or fragment"
+	}
+	return ""
+}

@@ -1,0 +1,367 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+const testARN = "arn:aws:iam::123456789012:role/app"
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// baseEnv is the least a pod must set.
+func baseEnv() map[string]string {
+	return map[string]string{
+		"AWS_ROLE_ARN":                testARN,
+		"AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+		"AWS_REGION":                  "eu-west-1",
+	}
+}
+
+func withEnv(extra map[string]string, drop ...string) map[string]string {
+	m := baseEnv()
+	for _, k := range drop {
+		delete(m, k)
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func TestParse(t *testing.T) {
+	defaults := Config{
+		RoleARN:           testARN,
+		TokenFile:         "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+		Region:            "eu-west-1",
+		Duration:          time.Hour,
+		RefreshWindow:     40 * time.Minute,
+		MinRemaining:      5 * time.Minute,
+		TokenPollInterval: 30 * time.Second,
+		ShutdownTimeout:   5 * time.Second,
+		Listen:            "127.0.0.1:9910",
+		AuthTokenFile:     "/var/run/credsidecar/auth-token",
+		MetricsListen:     ":9912",
+		LogFormat:         "json",
+		LogLevel:          slog.LevelInfo,
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		modify func(c *Config)
+	}{
+		{name: "defaults", env: baseEnv()},
+		{name: "flags only", env: map[string]string{}, args: []string{
+			"--role-arn", testARN, "--token-file=/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "-region", "eu-west-1"}},
+		{name: "flag beats env", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": "2h"}), args: []string{"--duration=3h"},
+			modify: func(c *Config) { c.Duration = 3 * time.Hour }},
+		{name: "env used when no flag", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": "7200"}),
+			modify: func(c *Config) { c.Duration = 2 * time.Hour }},
+		{name: "empty env counts as unset", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": ""})},
+		{name: "AWS_DEFAULT_REGION when AWS_REGION unset", env: withEnv(map[string]string{"AWS_DEFAULT_REGION": "us-gov-west-1"}, "AWS_REGION"),
+			modify: func(c *Config) { c.Region = "us-gov-west-1" }},
+		{name: "AWS_REGION beats AWS_DEFAULT_REGION", env: withEnv(map[string]string{"AWS_DEFAULT_REGION": "us-east-1"})},
+		{name: "endpoint without region", env: withEnv(map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}, "AWS_REGION"),
+			modify: func(c *Config) { c.Region, c.STSEndpoint = "", "http://127.0.0.1:8333" }},
+		{name: "AWS_ENDPOINT_URL_STS beats AWS_ENDPOINT_URL", env: withEnv(map[string]string{
+			"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_STS": "https://sts.eu-west-1.amazonaws.com"}),
+			modify: func(c *Config) { c.STSEndpoint = "https://sts.eu-west-1.amazonaws.com" }},
+		{name: "session name from the downward API", env: withEnv(map[string]string{"POD_NAMESPACE": "shop", "POD_NAME": "cart-7d9f"}),
+			modify: func(c *Config) { c.SessionName = "shop.cart-7d9f" }},
+		{name: "session name fitted", env: withEnv(map[string]string{"POD_NAMESPACE": "shop", "POD_NAME": "cart:" + strings.Repeat("x", 70)}),
+			modify: func(c *Config) { c.SessionName = "shop.cart-" + strings.Repeat("x", 54) }},
+		{name: "session name left to the token without both names", env: withEnv(map[string]string{"POD_NAME": "cart-7d9f"})},
+		{name: "explicit session name beats the downward API", env: withEnv(map[string]string{
+			"POD_NAMESPACE": "shop", "POD_NAME": "cart", "AWS_ROLE_SESSION_NAME": "my@session"}),
+			modify: func(c *Config) { c.SessionName = "my@session" }},
+		{name: "partition aws-cn with a role path", env: withEnv(map[string]string{"AWS_ROLE_ARN": "arn:aws-cn:iam::123456789012:role/team/a/app+x=1,y.z@w-v_u"}),
+			modify: func(c *Config) { c.RoleARN = "arn:aws-cn:iam::123456789012:role/team/a/app+x=1,y.z@w-v_u" }},
+		{name: "ephemeral ports", env: baseEnv(), args: []string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0"},
+			modify: func(c *Config) { c.Listen, c.MetricsListen = "127.0.0.1:0", "127.0.0.1:0" }},
+		{name: "IPv6 loopback", env: withEnv(map[string]string{"CREDSIDECAR_LISTEN": "[::1]:9910"}),
+			modify: func(c *Config) { c.Listen = "[::1]:9910" }},
+		{name: "non-loopback allowed by flag", env: baseEnv(), args: []string{"--listen=10.1.2.3:9910", "--allow-non-loopback"},
+			modify: func(c *Config) { c.Listen, c.AllowNonLoopback = "10.1.2.3:9910", true }},
+		{name: "non-loopback allowed by env", env: withEnv(map[string]string{"CREDSIDECAR_LISTEN": ":9910", "CREDSIDECAR_ALLOW_NON_LOOPBACK": "true"}),
+			modify: func(c *Config) { c.Listen, c.AllowNonLoopback = ":9910", true }},
+		{name: "flag false beats env true", env: withEnv(map[string]string{"CREDSIDECAR_ALLOW_NON_LOOPBACK": "true"}), args: []string{"--allow-non-loopback=false"}},
+		{name: "logging", env: withEnv(map[string]string{"CREDSIDECAR_LOG_FORMAT": "text", "CREDSIDECAR_LOG_LEVEL": "debug"}),
+			modify: func(c *Config) { c.LogFormat, c.LogLevel = "text", slog.LevelDebug }},
+		{name: "every duration", env: baseEnv(), args: []string{"--duration=12h", "--refresh-window=2h", "--min-remaining=15m",
+			"--token-poll-interval=5s", "--shutdown-timeout=20s"},
+			modify: func(c *Config) {
+				c.Duration, c.RefreshWindow, c.MinRemaining = 12*time.Hour, 2*time.Hour, 15*time.Minute
+				c.TokenPollInterval, c.ShutdownTimeout = 5*time.Second, 20*time.Second
+			}},
+		{name: "largest refresh window for 1h", env: baseEnv(), args: []string{"--refresh-window=54m31s"},
+			modify: func(c *Config) { c.RefreshWindow = 54*time.Minute + 31*time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.args, getenv(tt.env))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			want := defaults
+			if tt.modify != nil {
+				tt.modify(&want)
+			}
+			got.given = nil
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Parse =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the whole message
+	}{
+		{name: "duration too short", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": "15m"}),
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "15m": must be at least 1h: SDKs refresh container credentials 5-15 min before expiry, shorter sessions make them call the endpoint on every request`},
+		{name: "duration from flag in seconds", env: baseEnv(), args: []string{"--duration", "900"},
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "900": must be at least 1h: SDKs refresh container credentials 5-15 min before expiry, shorter sessions make them call the endpoint on every request`},
+		{name: "duration too long", env: baseEnv(), args: []string{"--duration=13h"},
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "13h": must be at most 12h: STS refuses longer sessions`},
+		{name: "duration fractional", env: baseEnv(), args: []string{"--duration=1h0m0.5s"},
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "1h0m0.5s": must be whole seconds: STS takes DurationSeconds`},
+		{name: "duration not a duration", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": "one hour"}),
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "one hour": must be a duration such as 90s, 40m or 1h, or a number of seconds`},
+		{name: "duration seconds overflow", env: baseEnv(), args: []string{"--duration=99999999999999999"},
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "99999999999999999": out of range`},
+		{name: "missing everything", env: map[string]string{},
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "": required: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>; ` +
+				`--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) = "": required: the path of the projected service-account token, as mounted in the pod; ` +
+				`--region (AWS_REGION or AWS_DEFAULT_REGION) = "": required unless --sts-endpoint is set: the AWS SDK calls the regional STS endpoint`},
+		{name: "region from the second variable", env: withEnv(map[string]string{"AWS_DEFAULT_REGION": "EU_WEST"}, "AWS_REGION"),
+			want: `invalid configuration: --region (AWS_DEFAULT_REGION) = "EU_WEST": not a region name such as eu-west-1`},
+		{name: "role ARN of a user", env: withEnv(map[string]string{"AWS_ROLE_ARN": "arn:aws:iam::123456789012:user/bob"}),
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "arn:aws:iam::123456789012:user/bob": not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "role ARN short account", env: baseEnv(), args: []string{"--role-arn=arn:aws:iam::12345:role/x"},
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "arn:aws:iam::12345:role/x": not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "role ARN unknown partition", env: baseEnv(), args: []string{"--role-arn=arn:aws-eu:iam::123456789012:role/x"},
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "arn:aws-eu:iam::123456789012:role/x": not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "role ARN name too long", env: baseEnv(), args: []string{"--role-arn=arn:aws:iam::123456789012:role/" + strings.Repeat("r", 65)},
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "arn:aws:iam::123456789012:role/` + strings.Repeat("r", 65) + `": not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "endpoint without scheme", env: withEnv(map[string]string{"AWS_ENDPOINT_URL_STS": "sts.amazonaws.com"}),
+			want: `invalid configuration: --sts-endpoint (AWS_ENDPOINT_URL_STS) = "sts.amazonaws.com": must be an http or https URL, such as https://sts.eu-west-1.amazonaws.com`},
+		{name: "endpoint with credentials", env: baseEnv(), args: []string{"--sts-endpoint=https://u:p@sts.amazonaws.com"},
+			want: `invalid configuration: --sts-endpoint (AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL) = "https://u:p@sts.amazonaws.com": must not carry credentials`},
+		{name: "session name invalid", env: withEnv(map[string]string{"AWS_ROLE_SESSION_NAME": "ns/pod"}),
+			want: `invalid configuration: --session-name (AWS_ROLE_SESSION_NAME) = "ns/pod": must be 2-64 characters from letters, digits and _+=,.@-`},
+		{name: "session name too short", env: baseEnv(), args: []string{"--session-name=x"},
+			want: `invalid configuration: --session-name (AWS_ROLE_SESSION_NAME) = "x": must be 2-64 characters from letters, digits and _+=,.@-`},
+		{name: "refresh window leaves no room", env: baseEnv(), args: []string{"--refresh-window=55m"},
+			want: `invalid configuration: --refresh-window (CREDSIDECAR_REFRESH_WINDOW) = "55m": must be less than 54m32s (--duration 1h0m0s less the 10% jitter): fresh credentials would already be due for refresh and the sidecar would call STS without pause`},
+		{name: "refresh window too small", env: withEnv(map[string]string{"CREDSIDECAR_REFRESH_WINDOW": "10m"}),
+			want: `invalid configuration: --refresh-window (CREDSIDECAR_REFRESH_WINDOW) = "10m": must be at least 15m: below that botocore and the Java v1 SDK call the endpoint on every AWS request until the credentials are refreshed`},
+		{name: "min remaining above window", env: baseEnv(), args: []string{"--min-remaining=40m"},
+			want: `invalid configuration: --min-remaining (CREDSIDECAR_MIN_REMAINING) = "40m": must be less than --refresh-window (40m0s): credentials must be refreshed before they become unservable`},
+		{name: "min remaining too small", env: baseEnv(), args: []string{"--min-remaining=10s"},
+			want: `invalid configuration: --min-remaining (CREDSIDECAR_MIN_REMAINING) = "10s": must be at least 1m: credentials closer to expiry may expire before the SDK has used them`},
+		{name: "poll interval", env: baseEnv(), args: []string{"--token-poll-interval=0"},
+			want: `invalid configuration: --token-poll-interval (CREDSIDECAR_TOKEN_POLL_INTERVAL) = "0": must be between 1s and 5m: the kubelet rotates tokens as often as every 8 minutes`},
+		{name: "shutdown timeout", env: baseEnv(), args: []string{"--shutdown-timeout=-1s"},
+			want: `invalid configuration: --shutdown-timeout (CREDSIDECAR_SHUTDOWN_TIMEOUT) = "-1s": must be positive`},
+		{name: "listen on every interface", env: withEnv(map[string]string{"CREDSIDECAR_LISTEN": "0.0.0.0:9910"}),
+			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = "0.0.0.0:9910": not a loopback address: anyone who can reach it could fetch the credentials with the token; use 127.0.0.1, or set --allow-non-loopback`},
+		{name: "listen without host", env: baseEnv(), args: []string{"--listen=:9910"},
+			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = ":9910": listens on every interface: give a loopback address such as 127.0.0.1, or set --allow-non-loopback`},
+		{name: "listen on a name", env: baseEnv(), args: []string{"--listen=localhost:9910"},
+			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = "localhost:9910": host must be an IP address: SDKs accept only 127.0.0.1 (or ::1) for a plain-http endpoint`},
+		{name: "listen without port", env: baseEnv(), args: []string{"--listen=127.0.0.1"},
+			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = "127.0.0.1": must be host:port, such as 127.0.0.1:9910`},
+		{name: "listen port out of range", env: baseEnv(), args: []string{"--listen=127.0.0.1:65536"},
+			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = "127.0.0.1:65536": port must be a number from 0 to 65535`},
+		{name: "metrics on the credentials port", env: withEnv(map[string]string{"CREDSIDECAR_METRICS_LISTEN": ":9910"}),
+			want: `invalid configuration: --metrics-listen (CREDSIDECAR_METRICS_LISTEN) = ":9910": uses the port of --listen (127.0.0.1:9910): the two endpoints need their own listeners`},
+		{name: "metrics on a name", env: baseEnv(), args: []string{"--metrics-listen=metrics.local:9912"},
+			want: `invalid configuration: --metrics-listen (CREDSIDECAR_METRICS_LISTEN) = "metrics.local:9912": host must be an IP address, or empty for every interface`},
+		{name: "log format", env: withEnv(map[string]string{"CREDSIDECAR_LOG_FORMAT": "logfmt"}),
+			want: `invalid configuration: --log-format (CREDSIDECAR_LOG_FORMAT) = "logfmt": must be json or text`},
+		{name: "log level", env: baseEnv(), args: []string{"--log-level=loud"},
+			want: `invalid configuration: --log-level (CREDSIDECAR_LOG_LEVEL) = "loud": must be debug, info, warn or error`},
+		{name: "bool env", env: withEnv(map[string]string{"CREDSIDECAR_ALLOW_NON_LOOPBACK": "yes"}),
+			want: `invalid configuration: --allow-non-loopback (CREDSIDECAR_ALLOW_NON_LOOPBACK) = "yes": must be true or false`},
+		{name: "empty auth token file", env: baseEnv(), args: []string{"--auth-token-file="},
+			want: `invalid configuration: --auth-token-file (CREDSIDECAR_AUTH_TOKEN_FILE) = "": required: where the endpoint's Authorization token is read or written`},
+		{name: "several problems in one line", env: withEnv(map[string]string{"CREDSIDECAR_DURATION": "30m", "CREDSIDECAR_LOG_FORMAT": "xml"}),
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "30m": must be at least 1h: SDKs refresh container credentials 5-15 min before expiry, shorter sessions make them call the endpoint on every request; --log-format (CREDSIDECAR_LOG_FORMAT) = "xml": must be json or text`},
+		{name: "newline in a value stays on one line", env: withEnv(map[string]string{"CREDSIDECAR_LOG_FORMAT": "json\nERROR forged"}),
+			want: `invalid configuration: --log-format (CREDSIDECAR_LOG_FORMAT) = "json\nERROR forged": must be json or text`},
+		{name: "unknown flag", env: baseEnv(), args: []string{"--role=x"},
+			want: `parse arguments: flag provided but not defined: -role`},
+		{name: "positional argument", env: baseEnv(), args: []string{"--duration=1h", "extra"},
+			want: `parse arguments: unexpected argument "extra": serve takes flags only`},
+		{name: "missing flag value", env: baseEnv(), args: []string{"--duration"},
+			want: `parse arguments: flag needs an argument: -duration`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.args, getenv(tt.env))
+			if err == nil {
+				t.Fatalf("Parse succeeded, want %s", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("Parse error\n got: %s\nwant: %s", err, tt.want)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseHelpAndVersion(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want error
+	}{
+		{name: "help", args: []string{"--help"}, want: flag.ErrHelp},
+		{name: "h", args: []string{"-h"}, want: flag.ErrHelp},
+		{name: "version", args: []string{"--version"}, want: ErrVersion},
+		{name: "version without the required settings", args: []string{"--duration=1m", "--version"}, want: ErrVersion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Parse(tt.args, getenv(nil)); !errors.Is(err, tt.want) {
+				t.Fatalf("Parse error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrorType(t *testing.T) {
+	_, err := Parse([]string{"--duration=2m", "--log-format=yaml"}, getenv(baseEnv()))
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("error %T is not *Error", err)
+	}
+	var flags []string
+	for _, p := range cerr.Problems {
+		flags = append(flags, p.Flag+"="+p.Value)
+	}
+	if got := strings.Join(flags, ","); got != "duration=2m,log-format=yaml" {
+		t.Fatalf("problems = %s", got)
+	}
+}
+
+func TestValidateBuiltConfig(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   string
+	}{
+		{name: "defaults plus required fields", modify: func(c *Config) {}},
+		{name: "formatted value when not parsed", modify: func(c *Config) { c.Duration = 30 * time.Minute },
+			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "30m0s": must be at least 1h: SDKs refresh container credentials 5-15 min before expiry, shorter sessions make them call the endpoint on every request`},
+		{name: "zero config", modify: func(c *Config) { *c = Config{} },
+			want: `--role-arn (AWS_ROLE_ARN) = "": required`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			c.RoleARN, c.TokenFile, c.STSEndpoint = testARN, "/tmp/token", "http://127.0.0.1:8333"
+			c.Listen, c.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+			tt.modify(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate error = %v, want one containing %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var b strings.Builder
+	Usage(&b, "sidecar")
+	golden := filepath.Join("testdata", "usage.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Fatalf("usage differs from %s (run go test -update):\n%s", golden, b.String())
+	}
+	// Every setting shows its variables and its default.
+	for _, s := range settings() {
+		for _, e := range s.envs {
+			if !strings.Contains(b.String(), "$"+e) {
+				t.Errorf("usage lacks $%s", e)
+			}
+		}
+		if s.def != "" && !strings.Contains(b.String(), "default "+s.def) {
+			t.Errorf("usage lacks the default of --%s", s.flag)
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary durations and addresses through Parse: it must never panic, every
+// error must be one line, and whatever it accepts must respect the invariants the rest of the
+// sidecar relies on.
+func FuzzParse(f *testing.F) {
+	f.Add("1h", "40m", "5m", "127.0.0.1:9910", ":9912", false)
+	f.Add("3600", "2400", "300", "[::1]:0", "127.0.0.1:0", false)
+	f.Add("15m", "10m", "1m", "0.0.0.0:80", "0.0.0.0:80", true)
+	f.Fuzz(func(t *testing.T, duration, window, minRemaining, listen, metricsListen string, allow bool) {
+		args := []string{"--duration=" + duration, "--refresh-window=" + window, "--min-remaining=" + minRemaining,
+			"--listen=" + listen, "--metrics-listen=" + metricsListen}
+		if allow {
+			args = append(args, "--allow-non-loopback")
+		}
+		c, err := Parse(args, getenv(baseEnv()))
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		if c.Duration < time.Hour || c.Duration > 12*time.Hour {
+			t.Fatalf("accepted duration %v", c.Duration)
+		}
+		if c.RefreshWindow+c.RefreshWindow/10 >= c.Duration || c.RefreshWindow < 15*time.Minute {
+			t.Fatalf("accepted refresh window %v for duration %v", c.RefreshWindow, c.Duration)
+		}
+		if c.MinRemaining < time.Minute || c.MinRemaining >= c.RefreshWindow {
+			t.Fatalf("accepted min remaining %v for window %v", c.MinRemaining, c.RefreshWindow)
+		}
+		if !allow {
+			host, _, err := net.SplitHostPort(c.Listen)
+			ip, perr := netip.ParseAddr(host)
+			if err != nil || perr != nil || !ip.IsLoopback() {
+				t.Fatalf("accepted non-loopback listen %q without --allow-non-loopback", c.Listen)
+			}
+		}
+		host, _, err := net.SplitHostPort(c.MetricsListen)
+		if _, perr := netip.ParseAddr(host); err != nil || (host != "" && perr != nil) {
+			t.Fatalf("accepted metrics listen %q", c.MetricsListen)
+		}
+	})
+}

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/creds"
+)
+
+// CredentialsPath is where the credentials endpoint answers.
+const CredentialsPath = "/v1/credentials"
+
+// DefaultColdStartWait is how long a request waits for the first credentials before the
+// endpoint answers 503: under the 1 s client timeout of the Java v2 and JavaScript SDKs, so
+// they get an answer they retry rather than a timeout.
+const DefaultColdStartWait = 800 * time.Millisecond
+
+// Option configures the handlers built here.
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	observer Observer
+	clock    clock.Clock
+	coldWait time.Duration
+}
+
+func buildOptions(opts []Option) *options {
+	o := &options{log: slog.New(slog.DiscardHandler), clock: clock.Real(), coldWait: DefaultColdStartWait}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithObserver sets where request counts go.
+func WithObserver(obs Observer) Option { return func(o *options) { o.observer = obs } }
+
+// WithClock sets the clock used to refuse expired credentials.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithColdStartWait sets how long a request waits for the first credentials.
+func WithColdStartWait(d time.Duration) Option { return func(o *options) { o.coldWait = d } }
+
+// credentialsHandler answers GET /v1/credentials.
+type credentialsHandler struct {
+	src      Source
+	auth     Authorizer
+	clock    clock.Clock
+	coldWait time.Duration
+	errs     errorAnswers
+
+	// cache holds the answer for the credentials last served; mu makes sure that concurrent
+	// requests seeing new credentials encode them once.
+	cache   atomic.Pointer[encoded]
+	mu      sync.Mutex
+	encodes atomic.Int64 // for tests
+}
+
+// encoded is the complete answer for one credentials value.
+type encoded struct {
+	creds  *creds.Credentials
+	body   []byte
+	length string
+}
+
+// NewCredentials returns the credentials endpoint: its own ServeMux with GET /v1/credentials
+// and a JSON 404 for every other path.
+func NewCredentials(src Source, auth Authorizer, opts ...Option) http.Handler {
+	mux, _ := newCredentials(src, auth, opts...)
+	return mux
+}
+
+// newCredentials also returns the handler itself, for tests to inspect.
+func newCredentials(src Source, auth Authorizer, opts ...Option) (*http.ServeMux, *credentialsHandler) {
+	o := buildOptions(opts)
+	h := &credentialsHandler{src: src, auth: auth, clock: o.clock, coldWait: o.coldWait, errs: newErrorAnswers()}
+	mux := http.NewServeMux()
+	mux.Handle(CredentialsPath, wrap(EndpointCredentials, h, o))
+	mux.Handle("/", wrap(EndpointOther, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, h.errs.notFound)
+	}), o))
+	return mux, h
+}
+
+func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// HEAD is refused too: no SDK sends it, and the protocol gives it no meaning.
+	if r.Method != http.MethodGet {
+		w.Header()["Allow"] = []string{http.MethodGet}
+		writeError(w, h.errs.method)
+		return
+	}
+	// Exactly one Authorization header: with two, which one a proxy or the SDK meant is unclear.
+	got := r.Header["Authorization"]
+	switch {
+	case len(got) == 0 || got[0] == "":
+		writeError(w, h.errs.missingAuth)
+		return
+	case len(got) > 1 || !h.auth.Matches(got[0]):
+		writeError(w, h.errs.badAuth)
+		return
+	}
+	c := fresh(h.src.Servable(), h.clock.Now())
+	if c == nil {
+		c = h.waitFirst(r.Context())
+	}
+	if c == nil {
+		h.unavailable(w)
+		return
+	}
+	e := h.encode(c)
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{"application/json"}
+	hdr["Content-Length"] = []string{e.length}
+	hdr["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(e.body)
+}
+
+// explainer is a Source that can say why it has no credentials; *creds.Manager is one. Its
+// errors carry no secrets, and the pod's own containers are the only callers who get this far.
+type explainer interface {
+	LastError() error
+}
+
+// maxReasonLen keeps a 503's message short whatever the error says.
+const maxReasonLen = 1024
+
+// unavailable answers 503, with the source's last error when it has one, so that the SDK's
+// error in the application's log says why (for instance a trust-policy mismatch).
+func (h *credentialsHandler) unavailable(w http.ResponseWriter) {
+	ex, ok := h.src.(explainer)
+	if !ok {
+		writeError(w, h.errs.unavailable)
+		return
+	}
+	err := ex.LastError()
+	if err == nil {
+		writeError(w, h.errs.unavailable)
+		return
+	}
+	reason := err.Error()
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen] + "..."
+	}
+	writeError(w, newAPIError(http.StatusServiceUnavailable, unavailableCode,
+		unavailableMessage+". Last STS error: "+reason))
+}
+
+// waitFirst waits, briefly, for credentials a fetch in flight is about to publish.
+func (h *credentialsHandler) waitFirst(ctx context.Context) *creds.Credentials {
+	ctx, cancel := context.WithTimeout(ctx, h.coldWait)
+	defer cancel()
+	return fresh(h.src.Wait(ctx), h.clock.Now())
+}
+
+// fresh is the endpoint's own guard against serving expired credentials, whatever the source
+// says: several SDKs keep using credentials that look expired.
+func fresh(c *creds.Credentials, now time.Time) *creds.Credentials {
+	if c == nil || !c.Expiration.After(now) {
+		return nil
+	}
+	return c
+}
+
+// encode returns the answer for c, encoding it only the first time c is seen.
+func (h *credentialsHandler) encode(c *creds.Credentials) *encoded {
+	if e := h.cache.Load(); e != nil && e.creds == c {
+		return e
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.cache.Load(); e != nil && e.creds == c {
+		return e
+	}
+	body, err := json.Marshal(credentialsJSON{
+		AccessKeyID:     c.AccessKeyID,
+		SecretAccessKey: c.SecretAccessKey,
+		Token:           c.SessionToken,
+		Expiration:      FormatExpiration(c.Expiration),
+		AccountID:       c.AccountID,
+		RoleARN:         c.RoleARN,
+	})
+	if err != nil {
+		panic("server: encode credentials: " + err.Error()) // plain strings always encode
+	}
+	e := &encoded{creds: c, body: body, length: strconv.Itoa(len(body))}
+	h.encodes.Add(1)
+	h.cache.Store(e)
+	return e
+}
+
+// credentialsJSON is the answer's shape; the key names are what every SDK reads.
+type credentialsJSON struct {
+	AccessKeyID     string `json:"AccessKeyId"`
+	SecretAccessKey string `json:"SecretAccessKey"`
+	Token           string `json:"Token"`
+	Expiration      string `json:"Expiration"`
+	AccountID       string `json:"AccountId,omitempty"`
+	RoleARN         string `json:"RoleArn,omitempty"`
+}
+
+// FormatExpiration writes t as the SDKs parse it: RFC 3339 in UTC, whole seconds, with "Z".
+// Fractions are dropped, never rounded up, so the stated expiry is never later than the real one.
+func FormatExpiration(t time.Time) string {
+	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
