@@ -1,0 +1,182 @@
+package diagnose
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// makeToken builds an unsigned-looking JWT with the given claims: check never verifies
+// signatures (STS does), so any signature bytes do.
+func makeToken(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	body, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","kid":"test-kid"}`)) + "." + enc(body) + "." + enc([]byte("signature-bytes-0123456789abcdef"))
+}
+
+func aksClaims(now time.Time) map[string]any {
+	return map[string]any{
+		"iss": testIssuer,
+		"sub": "system:serviceaccount:default:workload-sa",
+		"aud": []string{testIssuer},
+		"iat": now.Add(-time.Minute).Unix(),
+		"nbf": now.Add(-time.Minute).Unix(),
+		"exp": now.Add(59 * time.Minute).Unix(),
+		"kubernetes.io": map[string]any{
+			"namespace":      "default",
+			"serviceaccount": map[string]any{"name": "workload-sa", "uid": "u1"},
+			"pod":            map[string]any{"name": "app-7d9c-x2x", "uid": "u2"},
+		},
+	}
+}
+
+func TestReadTokenFile(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup prepares dir and returns the configured path and the known paths.
+		setup  func(t *testing.T, dir string) (path string, known []string)
+		source string
+		want   *want // nil: the token is usable
+	}{
+		{
+			name: "usable token",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				return writeFile(t, filepath.Join(dir, "token"), makeToken(t, aksClaims(time.Now()))+"\n"), nil
+			},
+		},
+		{
+			name: "variable names a file the volume does not have",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				writeFile(t, filepath.Join(dir, "tokens", "token"), makeToken(t, aksClaims(time.Now())))
+				return filepath.Join(dir, "tokens", "azure-identity-token"), nil
+			},
+			want: &want{id: IDTokenMissing, severity: SeverityError,
+				whatHas: []string{"AWS_WEB_IDENTITY_TOKEN_FILE=", "azure-identity-token does not exist", "holds token"},
+				fixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/tokens/token", "mountPath: $DIR/tokens", "path: azure-identity-token"}},
+		},
+		{
+			name: "volume mounted elsewhere, found at a well-known path",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				known := writeFile(t, filepath.Join(dir, "var/run/secrets/eks.amazonaws.com/serviceaccount/token"), "x")
+				return filepath.Join(dir, "var/run/secrets/azure/tokens/azure-identity-token"), []string{known}
+			},
+			want: &want{id: IDTokenMissing, severity: SeverityError,
+				whatHas: []string{"deepest existing parent directory is $DIR/var/run/secrets", "a token file exists at $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+				fixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "mountPath: $DIR/var/run/secrets/azure/tokens"}},
+		},
+		{
+			name:   "flag names a missing file in an empty directory",
+			source: "--token-file",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				return filepath.Join(dir, "token"), []string{}
+			},
+			want: &want{id: IDTokenMissing, severity: SeverityError,
+				whatHas: []string{"--token-file $DIR/token does not exist", "exists but is empty"},
+				fixHas:  []string{"mountPath: $DIR", "path: token", "point --token-file at"}},
+		},
+		{
+			name: "dangling symlink of a torn-down volume",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				p := filepath.Join(dir, "token")
+				if err := os.Symlink("..data/token", p); err != nil {
+					t.Fatal(err)
+				}
+				return p, []string{}
+			},
+			want: &want{id: IDTokenMissing, severity: SeverityError, whatHas: []string{"symlink to ..data/token, which points nowhere"}},
+		},
+		{
+			name: "directory instead of file",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				writeFile(t, filepath.Join(dir, "vol", "token"), "x")
+				return filepath.Join(dir, "vol"), nil
+			},
+			want: &want{id: IDTokenUnreadable, severity: SeverityError, whatHas: []string{"is a directory holding token"}, fixHas: []string{"$DIR/vol/token"}},
+		},
+		{
+			name: "empty file",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				return writeFile(t, filepath.Join(dir, "token"), ""), nil
+			},
+			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"empty"}},
+		},
+		{
+			name: "not a JWT",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				return writeFile(t, filepath.Join(dir, "token"), "AKIAEXAMPLESECRETVALUE"), nil
+			},
+			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"not a JWT"}},
+		},
+		{
+			name: "larger than STS accepts",
+			setup: func(t *testing.T, dir string) (string, []string) {
+				return writeFile(t, filepath.Join(dir, "token"), strings.Repeat("a", 30000)), nil
+			},
+			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"larger than the 20000 bytes"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path, known := tt.setup(t, dir)
+			source := tt.source
+			if source == "" {
+				source = "AWS_WEB_IDENTITY_TOKEN_FILE"
+			}
+			raw, claims, problem := readTokenFile(tokenInput{path: path, source: source, known: known})
+			if tt.want == nil {
+				if problem != nil {
+					t.Fatalf("unexpected finding: %s", problem)
+				}
+				if claims.Issuer != testIssuer || claims.ServiceAccount != "workload-sa" || len(raw) == 0 || raw[len(raw)-1] == '\n' {
+					t.Errorf("claims %+v, raw %d bytes ending %q", claims, len(raw), raw[len(raw)-1:])
+				}
+				return
+			}
+			if problem == nil {
+				t.Fatal("no finding")
+			}
+			f := *problem
+			f.What = strings.ReplaceAll(f.What, dir, "$DIR")
+			f.Fix = strings.ReplaceAll(f.Fix, dir, "$DIR")
+			checkFindings(t, []Finding{f}, []want{*tt.want})
+			if strings.Contains(f.String(), "AKIAEXAMPLESECRETVALUE") {
+				t.Errorf("finding quotes the file's content: %s", f)
+			}
+		})
+	}
+}
+
+func TestReadTokenFilePermissionDenied(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Skip("root reads any file; the permission case needs an unprivileged user")
+	}
+	p := writeFile(t, filepath.Join(t.TempDir(), "token"), "x")
+	if err := os.Chmod(p, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	_, _, problem := readTokenFile(tokenInput{path: p, source: "AWS_WEB_IDENTITY_TOKEN_FILE"})
+	if problem == nil {
+		t.Fatal("no finding")
+	}
+	checkFindings(t, []Finding{*problem}, []want{{id: IDTokenUnreadable, severity: SeverityError, fixHas: []string{"fsGroup"}, whatHas: []string{"permission denied"}}})
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
