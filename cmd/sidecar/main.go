@@ -17,6 +17,8 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/app"
 	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/policy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...". It is the one package-level
@@ -41,6 +43,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch command {
 	case "serve":
+	case "check":
+		return diagnose.Main(ctx, rest, getenv, stdout, stderr)
+	case "policy":
+		return policy.Main(rest, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return 0
@@ -75,7 +81,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "Commands: serve (the default), version, help.\n\n")
+	fmt.Fprintf(w, "Commands:\n"+
+		"  serve    serve credentials (the default)\n"+
+		"  check    diagnose the token, the trust setup and S3 access, with fixes (same flags as serve)\n"+
+		"  policy   print the IAM trust and permission policies and the aws iam commands\n"+
+		"  version  print the version\n\n")
 	config.Usage(w, program)
 }
 

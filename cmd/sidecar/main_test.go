@@ -66,6 +66,11 @@ func TestRunExitsEarly(t *testing.T) {
 		{name: "serve --version", args: []string{"serve", "--version"}, wantCode: 0, wantStdout: "sidecar dev "},
 		{name: "help flag", args: []string{"--help"}, wantCode: 0, wantStdout: "--role-arn arn"},
 		{name: "help command", args: []string{"help"}, wantCode: 0, wantStdout: "[$CREDSIDECAR_DURATION] (default 1h)"},
+		{name: "policy command", args: []string{"policy", "--issuer", "https://oidc.example.com/t/c/", "--namespace", "ns",
+			"--service-account", "sa", "--account", "123456789012"},
+			wantCode: 0, wantStdout: `"oidc.example.com/t/c:sub": "system:serviceaccount:ns:sa"`},
+		{name: "policy bad flag", args: []string{"policy", "--account", "12"}, wantCode: 2, stderrHas: "--account"},
+		{name: "check without a role", args: []string{"check"}, wantCode: 2, stderrHas: "--role-arn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
