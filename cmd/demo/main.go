@@ -25,8 +25,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bin := fs.String("bin-dir", "", "directory for the built sidecar and uploader; a temporary one when empty")
+	fail := fs.Bool("fail", false, "show the classic trust-setup mistakes, each diagnosed by `sidecar check`")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *fail {
+		if err := demo.RunFail(ctx, demo.Options{Out: stdout, BinDir: *bin, Build: true}); err != nil {
+			fmt.Fprintf(stderr, "\ndemo-fail failed: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	res, err := demo.Run(ctx, demo.Options{Out: stdout, BinDir: *bin, Build: true})
 	if err != nil {

@@ -215,6 +215,15 @@ type process struct {
 	exited chan struct{}
 	err    error
 	copied chan struct{}
+	mu     sync.Mutex
+	out    strings.Builder
+}
+
+// output is everything the program has printed so far.
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
 }
 
 // startStreaming starts cmd with its output copied line by line to out behind prefix.
@@ -230,6 +239,9 @@ func startStreaming(cmd *exec.Cmd, out io.Writer, prefix string) (*process, erro
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 			fmt.Fprintf(out, "%s%s\n", prefix, sc.Text())
 		}
 		io.Copy(io.Discard, r)

@@ -42,3 +42,21 @@ func TestRun(t *testing.T) {
 		}
 	}
 }
+
+// TestRunFail runs `make demo-fail`: every classic mistake must be diagnosed with its finding.
+func TestRunFail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the sidecar and starts SeaweedFS")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := RunFail(ctx, Options{Out: &out, BinDir: t.TempDir(), Build: true}); err != nil {
+		t.Fatalf("RunFail: %v\noutput:\n%s", err, out.String())
+	}
+	for _, c := range failCases() {
+		if want := "diagnosed as " + c.want; !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/testbed"
+)
+
+// failCase is one of the seed walkthrough's troubleshooting rows, set up for real.
+type failCase struct {
+	title string
+	// token is minted into the projected volume; nil keeps the healthy token.
+	token *testbed.TokenRequest
+	// tokenFile overrides AWS_WEB_IDENTITY_TOKEN_FILE (relative to the work dir).
+	tokenFile string
+	// probeBucket is passed to --probe-s3.
+	probeBucket string
+	// want is the finding `sidecar check` must report.
+	want string
+}
+
+// forbiddenBucket exists but the role's permission policy does not cover it.
+const forbiddenBucket = "credsidecar-other-team"
+
+func failCases() []failCase {
+	return []failCase{
+		{
+			title:     "the token path and AWS_WEB_IDENTITY_TOKEN_FILE drifted apart",
+			tokenFile: "secrets/azure/tokens/azure-identity-token",
+			want:      diagnose.IDTokenMissing,
+		},
+		{
+			title: "the token's audience is not the one registered on the IAM OIDC provider",
+			token: &testbed.TokenRequest{Audiences: []string{"api://AzureADTokenExchange"}},
+			want:  diagnose.IDSTSInvalidToken,
+		},
+		{
+			title: "the trust policy's sub names another service account",
+			token: &testbed.TokenRequest{ServiceAccount: "uploader"},
+			want:  diagnose.IDSTSAccessDenied,
+		},
+		{
+			title:       "the role works, but its permission policy does not cover the bucket",
+			probeBucket: forbiddenBucket,
+			want:        diagnose.IDS3AccessDenied,
+		},
+	}
+}
+
+// RunFail sets up each of the classic trust-setup mistakes on the bed and shows `sidecar check`
+// diagnosing it. It fails unless every case exits 1 with its expected finding.
+func RunFail(ctx context.Context, o Options) error {
+	out := &lockedWriter{w: o.Out}
+	work, err := os.MkdirTemp("", "credsidecar-demo-fail-")
+	if err != nil {
+		return fmt.Errorf("demo: make work dir: %w", err)
+	}
+	defer os.RemoveAll(work)
+	bin := o.BinDir
+	if bin == "" {
+		bin = filepath.Join(work, "bin")
+	}
+	if o.Build {
+		fmt.Fprintln(out, "==> building cmd/sidecar and cmd/uploader")
+		if err := buildBinaries(ctx, bin); err != nil {
+			return err
+		}
+	}
+	iss, err := testbed.NewIssuer(testbed.IssuerOptions{})
+	if err != nil {
+		return fmt.Errorf("demo: start issuer: %w", err)
+	}
+	defer iss.Close()
+	sw, err := testbed.StartSeaweedFS(ctx, testbed.SeaweedFSOptions{Issuer: iss, ExtraBuckets: []string{forbiddenBucket}})
+	if err != nil {
+		return fmt.Errorf("demo: start SeaweedFS: %w", err)
+	}
+	defer sw.Close()
+	fmt.Fprintf(out, "==> issuer %s, SeaweedFS %s, role %s\n", iss.URL(), sw.Endpoint(), sw.RoleARN())
+
+	var failed []string
+	for i, c := range failCases() {
+		fmt.Fprintf(out, "\n==> case %d: %s\n", i+1, c.title)
+		req := testbed.TokenRequest{PodName: "s3-upload-test-demo"}
+		if c.token != nil {
+			req = *c.token
+		}
+		dir := filepath.Join(work, fmt.Sprintf("case%d", i+1))
+		proj, err := testbed.NewProjector(testbed.ProjectorOptions{Dir: filepath.Join(dir, "serviceaccount"), Minter: iss.Minter(req)})
+		if err != nil {
+			return fmt.Errorf("demo: project token: %w", err)
+		}
+		tokenFile := proj.Path()
+		if c.tokenFile != "" {
+			tokenFile = filepath.Join(dir, c.tokenFile)
+		}
+		args := []string{"check", "--s3-path-style"}
+		if c.probeBucket != "" {
+			args = append(args, "--probe-s3", c.probeBucket)
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "sidecar"), args...)
+		cmd.Env = []string{
+			"PATH=" + os.Getenv("PATH"),
+			"HOME=" + dir,
+			"AWS_ROLE_ARN=" + sw.RoleARN(),
+			"AWS_WEB_IDENTITY_TOKEN_FILE=" + tokenFile,
+			"AWS_REGION=" + testbed.Region,
+			"AWS_ENDPOINT_URL=" + sw.Endpoint(),
+		}
+		fmt.Fprintf(out, "    $ AWS_WEB_IDENTITY_TOKEN_FILE=%s sidecar %s\n", tokenFile, strings.Join(args, " "))
+		p, err := startStreaming(cmd, out, "    | ")
+		if err != nil {
+			proj.Close()
+			return fmt.Errorf("demo: run sidecar check: %w", err)
+		}
+		werr := p.Wait()
+		proj.Close()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(werr, &exit) && exit.ExitCode() == 1 && strings.Contains(p.output(), "error   "+c.want+":"):
+			fmt.Fprintf(out, "    => diagnosed as %s, as expected\n", c.want)
+		default:
+			failed = append(failed, fmt.Sprintf("case %d (%s): want exit 1 with finding %s, got %v", i+1, c.title, c.want, werr))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("demo: %s", strings.Join(failed, "; "))
+	}
+	fmt.Fprintf(out, "\n==> all %d mistakes were diagnosed with their fix\n", len(failCases()))
+	return nil
+}
