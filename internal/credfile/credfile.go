@@ -1,0 +1,399 @@
+// Package credfile keeps an AWS shared credentials file (the INI file SDKs read through
+// AWS_SHARED_CREDENTIALS_FILE) filled with the sidecar's current credentials, for tools that
+// read nothing else: shell scripts around the AWS CLI, legacy SDKs, third-party binaries.
+//
+// The file belongs to the sidecar. Each write replaces it whole with one profile:
+//
+//	# Written by credsidecar; replaced whole on every refresh. Do not edit; keep other profiles elsewhere.
+//	# role_arn = arn:aws:iam::123456789012:role/app
+//	# expiration = 2026-08-22T13:04:05Z
+//	[default]
+//	aws_access_key_id = ASIA...
+//	aws_secret_access_key = ...
+//	aws_session_token = ...
+//
+// Other profiles an existing file holds are not kept: merging would mean parsing and
+// rewriting a file someone else also writes, racing them, and keeping their long-lived keys
+// next to ours. A file that was not written by credsidecar is replaced with a warning.
+//
+// Writes are atomic: a temporary file in the same directory is written, synced, given mode
+// 0600 (or 0640, WithMode) and renamed over the file, so a reader sees the old file or the new
+// one, never a mixture or nothing. The path must therefore not be a bind-mounted single file
+// (a rename cannot replace a mount point); mount the directory.
+//
+// SDKs read the file once, when a client is created, and treat what they find as credentials
+// that never expire: a long-running process keeps using them after they expire. The file
+// suits short-lived processes; long-running ones belong on the container endpoint or on
+// `sidecar credential-process`, which SDKs refresh.
+//
+// Usage, as the sidecar wires it:
+//
+//	w, err := credfile.New(cfg.CredentialsFile, cfg.CredentialsProfile, credfile.WithLogger(log))
+//	manager, err := creds.NewManager(..., creds.WithObserver(w.Observer(metrics)))
+//	go func() { errc <- w.Run(ctx, manager) }()
+package credfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/creds"
+)
+
+// Source is where the credentials come from; *creds.Manager is one.
+type Source interface {
+	// Servable returns the credentials fit to serve now, or nil when there are none.
+	Servable() *creds.Credentials
+	// Wait blocks until Servable would return credentials, or until ctx is done (nil then).
+	Wait(ctx context.Context) *creds.Credentials
+}
+
+const (
+	// DefaultProfile is the profile written when none is named, the one SDKs read by default.
+	DefaultProfile = "default"
+	// DefaultCheckInterval is how often Run compares the source with the file even without a
+	// notification, which also retries a failed write.
+	DefaultCheckInterval = 30 * time.Second
+)
+
+// header starts every file this package writes; New recognises its own files by it.
+const header = "# Written by credsidecar; replaced whole on every refresh. Do not edit; keep other profiles elsewhere.\n"
+
+// profilePattern is what a profile name may be: what `aws configure --profile` users type,
+// and nothing that could end the [section] line or start a new one.
+var profilePattern = regexp.MustCompile(`^[A-Za-z0-9_.+=,@/-]{1,64}$`)
+
+// Writer writes the credentials file. Update may be called from any goroutine; Run is the
+// loop that keeps the file current.
+type Writer struct {
+	path     string
+	profile  string
+	mode     fs.FileMode
+	interval time.Duration
+	clock    clock.Clock
+	log      *slog.Logger
+
+	kick chan struct{} // holds at most one pending notification
+
+	mu      sync.Mutex // serialises writes
+	written *creds.Credentials
+	failing bool // the last write failed; the next success is logged
+
+	// afterSync, when set by a test, runs after each check Run makes.
+	afterSync func()
+}
+
+// Option configures a Writer.
+type Option func(*Writer)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
+
+// WithClock sets the clock behind the periodic check; default the wall clock.
+func WithClock(c clock.Clock) Option { return func(w *Writer) { w.clock = c } }
+
+// WithCheckInterval sets how often Run checks for new credentials without a notification.
+func WithCheckInterval(d time.Duration) Option { return func(w *Writer) { w.interval = d } }
+
+// WithMode sets the file's mode: 0600 (the default) when the application container runs as the
+// sidecar's user, 0640 when they share only a group (the pod's fsGroup).
+func WithMode(m fs.FileMode) Option { return func(w *Writer) { w.mode = m } }
+
+// New returns a Writer for the file at path, holding profile. It checks that the directory
+// exists and is writable now, so that a wrong mount fails the sidecar at start.
+func New(path, profile string, opts ...Option) (*Writer, error) {
+	if path == "" {
+		return nil, errors.New("new credentials file writer: empty path")
+	}
+	if err := CheckProfile(profile); err != nil {
+		return nil, fmt.Errorf("new credentials file writer: %w", err)
+	}
+	w := &Writer{
+		path:     filepath.Clean(path),
+		profile:  profile,
+		mode:     0o600,
+		interval: DefaultCheckInterval,
+		clock:    clock.Real(),
+		log:      slog.New(slog.DiscardHandler),
+		kick:     make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.mode != 0o600 && w.mode != 0o640 {
+		return nil, fmt.Errorf("new credentials file writer: mode %#o: use 0600 or 0640", w.mode)
+	}
+	if w.interval <= 0 {
+		return nil, fmt.Errorf("new credentials file writer: check interval %v is not positive", w.interval)
+	}
+	if err := probeDir(filepath.Dir(w.path)); err != nil {
+		return nil, fmt.Errorf("new credentials file writer: %w", err)
+	}
+	if foreign, err := isForeign(w.path); err != nil {
+		return nil, fmt.Errorf("new credentials file writer: %w", err)
+	} else if foreign {
+		w.log.Warn("credentials file exists and was not written by credsidecar: it will be replaced "+
+			"and the profiles in it dropped", "path", w.path)
+	}
+	return w, nil
+}
+
+// CheckProfile reports whether name can be written as a profile: 1 to 64 letters, digits and
+// _.+=,@/- (for config validation, before any Writer exists).
+func CheckProfile(name string) error {
+	if !profilePattern.MatchString(name) {
+		return fmt.Errorf("profile %q: use 1 to 64 letters, digits and _.+=,@/-", name)
+	}
+	return nil
+}
+
+// Path returns the file's path.
+func (w *Writer) Path() string { return w.path }
+
+// Notify tells Run that the source has new credentials. It never blocks: notifications that
+// arrive while one is pending are merged.
+func (w *Writer) Notify() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Observer returns a creds.Observer that passes every event to next (which may be nil) and
+// calls Notify when new credentials are published, so the manager's publish path reaches the
+// writer without knowing about it.
+func (w *Writer) Observer(next creds.Observer) creds.Observer { return observer{w: w, next: next} }
+
+type observer struct {
+	w    *Writer
+	next creds.Observer
+}
+
+var _ creds.Observer = observer{}
+
+func (o observer) STSCall(result, code string, took time.Duration) {
+	if o.next != nil {
+		o.next.STSCall(result, code, took)
+	}
+}
+
+func (o observer) CredentialsUpdated(expiry time.Time) {
+	if o.next != nil {
+		o.next.CredentialsUpdated(expiry)
+	}
+	o.w.Notify()
+}
+
+func (o observer) TokenReloaded(expiry time.Time) {
+	if o.next != nil {
+		o.next.TokenReloaded(expiry)
+	}
+}
+
+// Run writes the first credentials as soon as src has them, then rewrites the file on every
+// notification and on every check interval when src's credentials changed. A failed write is
+// logged and retried at the next check. While src has nothing servable the file keeps its last
+// credentials. Run returns nil when ctx is done. src is a parameter here, not of New, because
+// the manager that is the source takes the writer's Observer when it is built.
+func (w *Writer) Run(ctx context.Context, src Source) error {
+	if src == nil {
+		return errors.New("run credentials file writer: no credentials source")
+	}
+	first := src.Wait(ctx)
+	if first == nil {
+		return nil
+	}
+	w.sync(first)
+	t := w.clock.NewTimer(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.kick:
+		case <-t.C():
+			t.Reset(w.interval)
+		}
+		w.sync(src.Servable())
+	}
+}
+
+// sync writes c unless it is nil or already written, and logs the outcome.
+func (w *Writer) sync(c *creds.Credentials) {
+	if w.afterSync != nil {
+		defer w.afterSync()
+	}
+	if c == nil {
+		return
+	}
+	w.mu.Lock()
+	same := w.written == c
+	w.mu.Unlock()
+	if same {
+		return
+	}
+	if err := w.Update(c); err != nil {
+		w.log.Error("credentials file not updated; retrying at the next check", "path", w.path,
+			"retry_in", w.interval, "err", err)
+		return
+	}
+	w.log.Debug("credentials file updated", "path", w.path, "credentials", c)
+}
+
+// Update replaces the file with c now. The manager's publish path may call it directly instead
+// of going through Observer and Run.
+func (w *Writer) Update(c *creds.Credentials) error {
+	body, err := w.render(c)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := writeAtomic(w.path, body, w.mode); err != nil {
+		w.failing = true
+		return err
+	}
+	if w.failing {
+		w.failing = false
+		w.log.Info("credentials file written again", "path", w.path)
+	}
+	w.written = c
+	return nil
+}
+
+// render formats the file. Values that would break the INI format are refused, naming the
+// field but never quoting it.
+func (w *Writer) render(c *creds.Credentials) ([]byte, error) {
+	if c == nil {
+		return nil, errors.New("render credentials file: no credentials")
+	}
+	fields := []struct{ key, value string }{
+		{"aws_access_key_id", c.AccessKeyID},
+		{"aws_secret_access_key", c.SecretAccessKey},
+		{"aws_session_token", c.SessionToken},
+	}
+	var b strings.Builder
+	b.WriteString(header)
+	if c.RoleARN != "" && iniSafe(c.RoleARN) {
+		b.WriteString("# role_arn = " + c.RoleARN + "\n")
+	}
+	if !c.Expiration.IsZero() {
+		b.WriteString("# expiration = " + c.Expiration.UTC().Format("2006-01-02T15:04:05Z") + "\n")
+	}
+	b.WriteString("[" + w.profile + "]\n")
+	for _, f := range fields {
+		if f.value == "" && f.key != "aws_session_token" {
+			return nil, fmt.Errorf("render credentials file: %s is empty", f.key)
+		}
+		if !iniSafe(f.value) {
+			return nil, fmt.Errorf("render credentials file: %s holds spaces or control characters", f.key)
+		}
+		if f.value != "" {
+			b.WriteString(f.key + " = " + f.value + "\n")
+		}
+	}
+	return []byte(b.String()), nil
+}
+
+// iniSafe reports whether v survives an INI line unchanged: printable ASCII without spaces,
+// which every parser would trim or split on.
+func iniSafe(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// writeAtomic replaces path with data: temporary file in the same directory, data, mode,
+// fsync, rename. The directory is synced too so that the rename survives a crash; if the file
+// system cannot sync directories that is not an error, since the file is rewritten at start.
+func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write credentials file %s: %w", path, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// probeDir checks that dir exists and accepts a new file.
+func probeDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("check directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("check directory: %s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".credsidecar-probe-*")
+	if err != nil {
+		return fmt.Errorf("check directory %s is writable: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("check directory %s is writable: %w", dir, err)
+	}
+	return nil
+}
+
+// isForeign reports whether path holds a non-empty file that this package did not write.
+func isForeign(path string) (bool, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check existing file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("check existing file: %s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("check existing file: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, len(header))
+	n, _ := io.ReadFull(f, buf)
+	return n > 0 && string(buf[:n]) != header, nil
+}
