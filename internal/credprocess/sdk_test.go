@@ -1,0 +1,179 @@
+package credprocess
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/credsidecar/credsidecar/internal/creds"
+)
+
+// Real clients run this package's Main (the test binary itself, see TestMain) as the
+// credential_process of a profile, against the sidecar's real credentials endpoint: botocore,
+// the AWS CLI and the Go SDK v2.
+
+const profile = "sidecar"
+
+// processProfile writes an AWS config file whose profile runs the test binary as its
+// credential_process against e, and returns the file's path.
+func processProfile(t *testing.T, e *endpoint) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe+e.tokenFile, " '\"\\") {
+		t.Fatalf("paths need quoting in credential_process: %q %q", exe, e.tokenFile)
+	}
+	cfg := filepath.Join(t.TempDir(), "config")
+	body := "[profile " + profile + "]\n" +
+		"credential_process = " + exe + " --endpoint " + e.URL() + " --auth-token-file " + e.tokenFile + "\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func credsDigest(c *creds.Credentials) string {
+	sum := sha256.Sum256([]byte(c.AccessKeyID + "\n" + c.SecretAccessKey + "\n" + c.SessionToken))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestBotocoreRunsProcess(t *testing.T) {
+	py := python(t)
+	c := realLookingCreds(t, time.Now().Add(time.Hour))
+	e := newEndpoint(t, c)
+	cfg := processProfile(t, e)
+	out := runJSON(t, py, []string{"testdata/credprocess_boto3.py"}, map[string]string{
+		"AWS_CONFIG_FILE":     cfg,
+		"PROFILE":             profile,
+		"EXPECT_CREDS_SHA256": credsDigest(c),
+	})
+	want := map[string]any{
+		"provider":     "custom-process",
+		"expiration":   c.Expiration.Format(time.RFC3339),
+		"key_id_last4": c.AccessKeyID[len(c.AccessKeyID)-4:],
+		"account":      c.AccountID,
+		"creds_match":  true,
+	}
+	for k, v := range want {
+		if out[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, out[k], v, out)
+		}
+	}
+	if e.hits.Load() != 1 {
+		t.Errorf("endpoint answered %d requests, want 1", e.hits.Load())
+	}
+}
+
+// TestAWSCLIRunsProcess uses `aws configure list`, which resolves the profile's credentials
+// (running the process) and shows the provider and the key id's last 4 characters. The AWS CLI
+// v1 installed here has no `configure export-credentials` (a v2 command).
+func TestAWSCLIRunsProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no SDK subprocesses")
+	}
+	aws, err := exec.LookPath("aws")
+	if err != nil {
+		t.Fatalf("the AWS CLI is needed: %v", err)
+	}
+	c := realLookingCreds(t, time.Now().Add(time.Hour))
+	e := newEndpoint(t, c)
+	cfg := processProfile(t, e)
+	out := run(t, aws, []string{"configure", "list", "--profile", profile}, map[string]string{"AWS_CONFIG_FILE": cfg})
+	if !strings.Contains(out, "custom-process") || !strings.Contains(out, c.AccessKeyID[len(c.AccessKeyID)-4:]) {
+		t.Fatalf("aws configure list does not show the process's key:\n%s", out)
+	}
+	if e.hits.Load() < 1 {
+		t.Error("the endpoint was never asked")
+	}
+}
+
+func TestGoSDKv2RunsProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no SDK subprocesses")
+	}
+	c := realLookingCreds(t, time.Now().Add(time.Hour))
+	e := newEndpoint(t, c)
+	cfg := processProfile(t, e)
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	t.Setenv(mainEnv, "1") // inherited by the process the SDK starts
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	awsCfg, err := config.LoadDefaultConfig(ctx,
+		config.WithRegion("us-east-1"),
+		config.WithSharedConfigFiles([]string{cfg}),
+		config.WithSharedCredentialsFiles([]string{}),
+		config.WithSharedConfigProfile(profile))
+	if err != nil {
+		t.Fatalf("LoadDefaultConfig: %v", err)
+	}
+	got, err := awsCfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		t.Fatalf("Retrieve: %v", err)
+	}
+	if got.AccessKeyID != c.AccessKeyID || got.SecretAccessKey != c.SecretAccessKey || got.SessionToken != c.SessionToken {
+		t.Fatal("the Go SDK got other credentials than the endpoint served")
+	}
+	if !got.CanExpire || !got.Expires.Equal(c.Expiration) || got.AccountID != c.AccountID {
+		t.Errorf("expiry %v (can expire %v), account %q; want %s and %s", got.Expires, got.CanExpire, got.AccountID, c.Expiration, c.AccountID)
+	}
+}
+
+// python returns the interpreter boto3 is installed for, resolved through PATH once.
+func python(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no SDK subprocesses")
+	}
+	out, err := exec.Command("python3", "-c", "import sys, boto3; print(sys.executable)").Output()
+	if err != nil {
+		t.Fatalf("python3 with boto3 is needed (run `make deps`): %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// run runs a client with only the given environment plus PATH, an empty HOME, no shared
+// credentials file and the switch that makes the test binary act as the command.
+func run(t *testing.T, name string, args []string, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true", mainEnv + "=1"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func runJSON(t *testing.T, name string, args []string, env map[string]string) map[string]any {
+	t.Helper()
+	out := strings.TrimSpace(run(t, name, args, env))
+	lines := strings.Split(out, "\n")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
+		t.Fatalf("%s: last line is not JSON: %v\n%s", name, err, out)
+	}
+	return m
+}
