@@ -41,8 +41,16 @@ func WithClock(c clock.Clock) Option { return func(m *Manager) { m.clock = c } }
 // WithLogger sets the logger for events (fetches, rotations, failures).
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
-// WithObserver sets the receiver of the events that metrics count.
-func WithObserver(o Observer) Option { return func(m *Manager) { m.obs = o } }
+// WithObserver adds a receiver of the events that metrics count; every observer added gets
+// every event, in the order they were added, so a test or a file writer can watch next to the
+// metrics.
+func WithObserver(o Observer) Option {
+	return func(m *Manager) {
+		if o != nil {
+			m.obs = append(m.obs, o)
+		}
+	}
+}
 
 // WithRand sets the source of jitter; it must return values in [0, 1).
 func WithRand(f func() float64) Option { return func(m *Manager) { m.rand = f } }
@@ -55,7 +63,7 @@ type Manager struct {
 	api   STSAPI
 	clock clock.Clock
 	log   *slog.Logger
-	obs   Observer
+	obs   observers
 	rand  func() float64
 
 	cur     atomic.Pointer[Credentials]
@@ -87,7 +95,6 @@ func NewManager(cfg Config, api STSAPI, opts ...Option) (*Manager, error) {
 		api:     api,
 		clock:   clock.Real(),
 		log:     slog.New(slog.DiscardHandler),
-		obs:     nopObserver{},
 		rand:    rand.Float64,
 		kick:    make(chan struct{}, 1),
 		changed: make(chan struct{}),
@@ -413,8 +420,25 @@ func (m *Manager) jitter() float64 {
 	return r
 }
 
-type nopObserver struct{}
+// observers passes each event to every Observer in turn; none means events are dropped.
+type observers []Observer
 
-func (nopObserver) STSCall(string, string, time.Duration) {}
-func (nopObserver) CredentialsUpdated(time.Time)          {}
-func (nopObserver) TokenReloaded(time.Time)               {}
+var _ Observer = observers(nil)
+
+func (all observers) STSCall(result, code string, took time.Duration) {
+	for _, o := range all {
+		o.STSCall(result, code, took)
+	}
+}
+
+func (all observers) CredentialsUpdated(expiry time.Time) {
+	for _, o := range all {
+		o.CredentialsUpdated(expiry)
+	}
+}
+
+func (all observers) TokenReloaded(expiry time.Time) {
+	for _, o := range all {
+		o.TokenReloaded(expiry)
+	}
+}

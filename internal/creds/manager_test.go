@@ -512,6 +512,35 @@ func TestRotationWhileFresh(t *testing.T) {
 	}
 }
 
+// Observers add up: metrics and a test (or the credentials file writer) each get every
+// event, and a nil one is ignored.
+func TestEveryObserverGetsEveryEvent(t *testing.T) {
+	h := newHarness(t)
+	h.dir.write(validToken(t))
+	second := newRecordingObserver()
+	h.start(WithObserver(nil), WithObserver(second))
+	got := h.m.Servable()
+	if got == nil {
+		t.Fatal("Servable() = nil after a successful first fetch")
+	}
+	rotated := makeJWT(t, k8sClaims(t0.Add(time.Minute), 24*time.Hour))
+	h.dir.write(rotated)
+	for _, o := range []struct {
+		name string
+		obs  *recordingObserver
+	}{{"first", h.obs}, {"second", second}} {
+		if exp := waitChan(t, o.obs.updated, o.name+" observer's CredentialsUpdated"); !exp.Equal(got.Expiration) {
+			t.Errorf("%s observer: CredentialsUpdated(%v), want %v", o.name, exp, got.Expiration)
+		}
+		if exp := waitChan(t, o.obs.reloaded, o.name+" observer's TokenReloaded"); !exp.Equal(t0.Add(time.Minute + 24*time.Hour)) {
+			t.Errorf("%s observer: TokenReloaded(%v), want the rotated token's expiry", o.name, exp)
+		}
+		if r := o.obs.resultList(); len(r) != 1 || r[0] != "success/" {
+			t.Errorf("%s observer: STS calls %q, want [success/]", o.name, r)
+		}
+	}
+}
+
 func TestLifecycle(t *testing.T) {
 	t.Run("close before run", func(t *testing.T) {
 		m, err := NewManager(Config{RoleARN: testRole, TokenFile: "/nonexistent/token"}, newFakeSTS(t, clock.NewFake(t0)))

@@ -244,9 +244,29 @@ type tokenFile struct {
 
 // readToken reads and validates the token at path. now decides expiry.
 func readToken(path string, now time.Time) (*tokenFile, error) {
+	return readTokenRetrying(path, now, nil)
+}
+
+// readTokenRetrying reads the token once more, at once, when the first read finds nothing:
+// the kubelet removes the previous timestamped directory right after swapping ..data, so a
+// read that resolved the symlinks just before the swap finds its target gone, and the second
+// read follows the new ..data. A token that is really missing fails both. afterResolve, for
+// tests, runs in the first read between resolving the symlinks and opening the target.
+func readTokenRetrying(path string, now time.Time, afterResolve func()) (*tokenFile, error) {
+	tok, err := readTokenOnce(path, now, afterResolve)
+	if errors.Is(err, fs.ErrNotExist) {
+		tok, err = readTokenOnce(path, now, nil)
+	}
+	return tok, err
+}
+
+func readTokenOnce(path string, now time.Time, afterResolve func()) (*tokenFile, error) {
 	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil, statProblem(path, err)
+	}
+	if afterResolve != nil {
+		afterResolve()
 	}
 	// Checked before opening: opening a FIFO would block the caller until someone writes.
 	fi, err := os.Stat(target)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -155,6 +156,55 @@ func TestReadToken(t *testing.T) {
 			}
 			if !strings.HasPrefix(filepath.Base(filepath.Dir(tok.target)), "..2026_") {
 				t.Errorf("target = %s, want the timestamped directory behind ..data", tok.target)
+			}
+		})
+	}
+}
+
+// A rotation between resolving <dir>/token and opening what it led to removes the target (the
+// kubelet deletes the old timestamped directory right after the ..data swap); one immediate
+// re-read finds the new token instead of reporting it missing.
+func TestReadTokenDuringRotation(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	old := makeJWT(t, k8sClaims(now, time.Hour))
+	rotated := makeJWT(t, k8sClaims(now.Add(time.Minute), time.Hour))
+	tests := []struct {
+		name    string
+		read    func(path string, rotate func()) (*tokenFile, error)
+		want    string // token read; "" when the read must fail
+		wantErr string
+	}{
+		{
+			name:    "one read alone finds the old target gone",
+			read:    func(path string, rotate func()) (*tokenFile, error) { return readTokenOnce(path, now, rotate) },
+			wantErr: "points nowhere",
+		},
+		{
+			name: "retry reads the rotated token",
+			read: func(path string, rotate func()) (*tokenFile, error) { return readTokenRetrying(path, now, rotate) },
+			want: rotated,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := newProjectedDir(t)
+			dir.write(old)
+			rotations := 0
+			tok, err := tt.read(dir.path(), func() { rotations++; dir.write(rotated) })
+			if rotations != 1 {
+				t.Fatalf("rotations during the read = %d, want 1", rotations)
+			}
+			if tt.want == "" {
+				if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("read error = %v, want ENOENT containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("read error = %v, want the rotated token", err)
+			}
+			if string(tok.raw) != tt.want {
+				t.Error("read returned the old token, want the rotated one")
 			}
 		})
 	}
