@@ -65,6 +65,8 @@ type Manager struct {
 	log   *slog.Logger
 	obs   observers
 	rand  func() float64
+	check tokenChecker // WithTokenCheck; used by the refresh loop only
+	ext   extensions   // WithChain, WithSessionPolicy
 
 	cur     atomic.Pointer[Credentials]
 	lastErr atomic.Pointer[errBox]
@@ -102,6 +104,9 @@ func NewManager(cfg Config, api STSAPI, opts ...Option) (*Manager, error) {
 	}
 	for _, o := range opts {
 		o(m)
+	}
+	if err := m.checkExtensions(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -233,6 +238,7 @@ func (m *Manager) refreshLoop(ctx context.Context) {
 		case <-t.C():
 		case <-m.kick:
 			now := m.clock.Now()
+			m.rotated(now)
 			if !st.due(now) {
 				m.log.Debug("token changed; credentials still fresh", "refresh_at", st.refreshAt)
 				continue
@@ -270,6 +276,7 @@ func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *toke
 	if err != nil {
 		return nil, nil, err
 	}
+	m.check.token(tok)
 	if st.sessionName == "" {
 		st.sessionName = m.cfg.SessionName
 		if st.sessionName == "" {
@@ -282,6 +289,7 @@ func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *toke
 		WebIdentityToken: aws.String(string(tok.raw)),
 		DurationSeconds:  aws.Int32(int32(m.cfg.Duration / time.Second)),
 	}
+	m.ext.applySessionPolicy(in)
 	callCtx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
 	start := m.clock.Now()
@@ -291,6 +299,11 @@ func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *toke
 		var c *Credentials
 		if c, err = m.credentialsFrom(out); err == nil {
 			m.obs.STSCall("success", "", took)
+			if len(m.ext.chain) > 0 {
+				if c, err = m.assumeChain(ctx, c, st.sessionName); err != nil {
+					return nil, tok, err
+				}
+			}
 			return c, tok, nil
 		}
 	}
@@ -389,7 +402,7 @@ func (m *Manager) failed(err error, tok *tokenFile, st *loopState) time.Duration
 		attrs = append(attrs, "serving", false)
 	}
 	if tok != nil {
-		if h := hint(code, tok.claims); h != "" || class == Terminal {
+		if h := hintFor(err, code, tok.claims); h != "" || class == Terminal {
 			attrs = append(attrs, "cause", h, "token_iss", tok.claims.Issuer, "token_sub", tok.claims.Subject, "token_aud", tok.claims.Audience)
 		}
 	}
