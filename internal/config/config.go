@@ -13,13 +13,16 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/credfile"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/imds"
 )
 
 // ErrVersion is returned by Parse when --version was given: the caller prints the version.
@@ -38,6 +41,16 @@ type Config struct {
 	STSEndpoint string
 	// SessionName is the STS RoleSessionName; empty lets creds derive it from the token's claims.
 	SessionName string
+	// ChainRoleARNs are roles assumed in turn with AssumeRole after RoleARN; the last one's
+	// credentials are served. Empty: no chaining.
+	ChainRoleARNs []string
+	// ChainExternalIDs are the chained roles' external IDs, one per ChainRoleARNs entry in the same
+	// order ("" for a role that needs none), or empty when no role needs one.
+	ChainExternalIDs []string
+	// SessionPolicy is an inline session policy (JSON) for the web-identity call; empty sends none.
+	SessionPolicy string
+	// SessionPolicyARNs are managed session policies for the web-identity call.
+	SessionPolicyARNs []string
 	// Duration is the STS session length asked for.
 	Duration time.Duration
 	// RefreshWindow is how much lifetime may be left before the credentials are refreshed.
@@ -56,6 +69,12 @@ type Config struct {
 	AuthTokenFile string
 	// MetricsListen is the address of /metrics, /healthz and /readyz.
 	MetricsListen string
+	// IMDSListen is the address of the EC2 instance metadata (IMDSv2) emulation; empty turns it off.
+	IMDSListen string
+	// CredentialsFile is an AWS shared credentials file the sidecar keeps current; empty turns it off.
+	CredentialsFile string
+	// CredentialsProfile is the profile CredentialsFile holds.
+	CredentialsProfile string
 	// LogFormat is "json" or "text".
 	LogFormat string
 	// LogLevel is the least severe level logged.
@@ -82,11 +101,17 @@ type setting struct {
 	usage   string
 	isBool  bool
 	set     func(c *Config, v string) error
+	// setList, instead of set, takes a repeatable flag's values, or the variable's value split at
+	// commas.
+	setList func(c *Config, vs []string) error
 }
 
 func settings() []setting {
 	str := func(f func(c *Config) *string) func(*Config, string) error {
 		return func(c *Config, v string) error { *f(c) = v; return nil }
+	}
+	list := func(f func(c *Config) *[]string) func(*Config, []string) error {
+		return func(c *Config, vs []string) error { *f(c) = vs; return nil }
 	}
 	dur := func(f func(c *Config) *time.Duration) func(*Config, string) error {
 		return func(c *Config, v string) error {
@@ -110,6 +135,21 @@ func settings() []setting {
 			defHelp: "$POD_NAMESPACE.$POD_NAME, else from the token's claims",
 			usage:   "STS role session name, shown in CloudTrail",
 			set:     str(func(c *Config) *string { return &c.SessionName })},
+		{flag: "chain-role-arn", envs: []string{"CREDSIDECAR_CHAIN_ROLE_ARNS"}, kind: "arn", defHelp: "none",
+			usage: "role to assume next with the previous role's session (role chaining, sessions capped at 1h); " +
+				"repeat for more hops; the variable takes a comma-separated list",
+			setList: list(func(c *Config) *[]string { return &c.ChainRoleARNs })},
+		{flag: "chain-external-id", envs: []string{"CREDSIDECAR_CHAIN_EXTERNAL_IDS"}, kind: "string", defHelp: "none",
+			usage: "external ID for the chained role in the same position; give one per --chain-role-arn, empty for " +
+				"a role that needs none; the variable takes a comma-separated list",
+			setList: list(func(c *Config) *[]string { return &c.ChainExternalIDs })},
+		{flag: "session-policy", envs: []string{"CREDSIDECAR_SESSION_POLICY"}, kind: "json", defHelp: "none",
+			usage: "inline session policy for the web-identity call, at most 2048 characters",
+			set:   str(func(c *Config) *string { return &c.SessionPolicy })},
+		{flag: "session-policy-arn", envs: []string{"CREDSIDECAR_SESSION_POLICY_ARNS"}, kind: "arn", defHelp: "none",
+			usage: "managed session policy for the web-identity call; repeat for more, at most 10; the variable " +
+				"takes a comma-separated list",
+			setList: list(func(c *Config) *[]string { return &c.SessionPolicyARNs })},
 		{flag: "duration", envs: []string{"CREDSIDECAR_DURATION"}, kind: "duration", def: "1h",
 			usage: "STS session length, 1h to 12h", set: dur(func(c *Config) *time.Duration { return &c.Duration })},
 		{flag: "refresh-window", envs: []string{"CREDSIDECAR_REFRESH_WINDOW"}, kind: "duration", def: "40m",
@@ -144,6 +184,17 @@ func settings() []setting {
 		{flag: "metrics-listen", envs: []string{"CREDSIDECAR_METRICS_LISTEN"}, kind: "address", def: ":9912",
 			usage: "address of /metrics, /healthz and /readyz",
 			set:   str(func(c *Config) *string { return &c.MetricsListen })},
+		{flag: "imds-listen", envs: []string{"CREDSIDECAR_IMDS_LISTEN"}, kind: "address", defHelp: "off",
+			usage: "also serve the credentials as EC2 instance metadata (IMDSv2) on this loopback address " +
+				"(AWS_EC2_METADATA_SERVICE_ENDPOINT=http://<this>)",
+			set: str(func(c *Config) *string { return &c.IMDSListen })},
+		{flag: "credentials-file", envs: []string{"CREDSIDECAR_CREDENTIALS_FILE"}, kind: "path", defHelp: "off",
+			usage: "also keep this AWS shared credentials file current (AWS_SHARED_CREDENTIALS_FILE=<this>); " +
+				"SDKs read it once, so it suits short-lived processes",
+			set: str(func(c *Config) *string { return &c.CredentialsFile })},
+		{flag: "credentials-profile", envs: []string{"CREDSIDECAR_CREDENTIALS_PROFILE"}, kind: "name", def: credfile.DefaultProfile,
+			usage: "profile written to --credentials-file",
+			set:   str(func(c *Config) *string { return &c.CredentialsProfile })},
 		{flag: "log-format", envs: []string{"CREDSIDECAR_LOG_FORMAT"}, kind: "json|text", def: "json",
 			usage: "log format", set: str(func(c *Config) *string { return &c.LogFormat })},
 		{flag: "log-level", envs: []string{"CREDSIDECAR_LOG_LEVEL"}, kind: "level", def: "info",
@@ -176,22 +227,32 @@ func parseDuration(v string) (time.Duration, error) {
 func Defaults() Config {
 	var c Config
 	for _, s := range settings() {
-		if s.def != "" {
+		if s.def != "" && s.set != nil {
 			_ = s.set(&c, s.def) // the defaults are constants; TestParse checks every one
 		}
 	}
 	return c
 }
 
-// rawValue is a flag.Value that keeps the text given, so conversion errors can quote it.
+// rawValue is a flag.Value that keeps the text given, so conversion errors can quote it. A
+// repeatable flag keeps every value given, in order.
 type rawValue struct {
 	s      string
+	vals   []string
 	isBool bool
+	isList bool
 }
 
-func (v *rawValue) String() string     { return v.s }
-func (v *rawValue) Set(s string) error { v.s = s; return nil }
-func (v *rawValue) IsBoolFlag() bool   { return v.isBool }
+func (v *rawValue) String() string { return v.s }
+func (v *rawValue) Set(s string) error {
+	if v.isList {
+		v.vals = append(v.vals, s)
+		s = strings.Join(v.vals, ",")
+	}
+	v.s = s
+	return nil
+}
+func (v *rawValue) IsBoolFlag() bool { return v.isBool }
 
 // Parse reads the serve command's arguments, falling back to getenv for every flag not given,
 // and validates the result. It returns flag.ErrHelp for -h/--help and ErrVersion for --version;
@@ -203,7 +264,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	list := settings()
 	raws := make([]rawValue, len(list))
 	for i, s := range list {
-		raws[i].isBool = s.isBool
+		raws[i].isBool, raws[i].isList = s.isBool, s.setList != nil
 		fs.Var(&raws[i], s.flag, s.usage)
 	}
 	version := fs.Bool("version", false, "print the version and exit")
@@ -226,10 +287,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	var errs []*FieldError
 	for i, s := range list {
 		o, ok := origin{raw: raws[i].s}, setByFlag[s.flag]
+		vals := raws[i].vals
 		if !ok {
 			for _, env := range s.envs {
 				if v := getenv(env); v != "" {
 					o, ok = origin{env: env, raw: v}, true
+					vals = strings.Split(v, ",")
 					break
 				}
 			}
@@ -242,6 +305,10 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 		c.given[s.flag] = o
 		if o.raw == "" && !ok {
+			continue
+		}
+		if s.setList != nil {
+			_ = s.setList(&c, vals) // lists are checked by Validate
 			continue
 		}
 		if err := s.set(&c, o.raw); err != nil {
@@ -344,7 +411,9 @@ const (
 	minDuration = time.Hour
 	maxDuration = 12 * time.Hour
 	// sdkRefetch is where botocore and the Java v1 SDK start re-fetching on every call.
-	sdkRefetch        = 15 * time.Minute
+	sdkRefetch = 15 * time.Minute
+	// imdsMinWindow keeps instance-metadata credentials beyond botocore's expiry rewrite (PROTOCOL.md §2).
+	imdsMinWindow     = 30 * time.Minute
 	minMinRemaining   = time.Minute
 	minPollInterval   = time.Second
 	maxPollInterval   = 5 * time.Minute
@@ -378,6 +447,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.Region == "" && c.STSEndpoint == "":
 		add("region", "", "required unless --sts-endpoint is set: the AWS SDK calls the regional STS endpoint")
+	case c.Region == "" && len(c.ChainRoleARNs) > 0:
+		add("region", "", "required with --chain-role-arn: AssumeRole calls are signed for a region")
+	case c.Region == "" && c.IMDSListen != "":
+		add("region", "", "required with --imds-listen: instance metadata reports the region, and SDKs use it")
 	case c.Region != "" && (len(c.Region) > 64 || !region.MatchString(c.Region)):
 		add("region", c.Region, "not a region name such as eu-west-1")
 	}
@@ -391,11 +464,13 @@ func (c Config) Validate() error {
 	if c.SessionName != "" && creds.SessionName(c.SessionName, "") != c.SessionName {
 		add("session-name", c.SessionName, "must be 2-64 characters from letters, digits and _+=,.@-")
 	}
+	c.validateChain(add)
 	c.validateTimes(add)
 	c.validateListen(add)
 	if c.AuthTokenFile == "" {
 		add("auth-token-file", "", "required: where the endpoint's Authorization token is read or written")
 	}
+	c.validateModes(add)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		add("log-format", c.LogFormat, "must be json or text")
 	}
@@ -403,6 +478,48 @@ func (c Config) Validate() error {
 		return &Error{Problems: errs}
 	}
 	return nil
+}
+
+// policyARN matches IAM managed policy ARNs, AWS-managed ("aws" for the account) or not.
+var policyARN = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:iam::([0-9]{12}|aws):policy/([\x21-\x7e]*/)?[\w+=,.@-]{1,128}$`)
+
+// validateChain checks role chaining and the session policies.
+func (c Config) validateChain(add func(flagName, formatted, problem string)) {
+	joined := func(vs []string) string { return strings.Join(vs, ",") }
+	if n := len(c.ChainRoleARNs); n > creds.MaxChainHops {
+		add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("%d roles, at most %d: every hop is one more STS call per refresh",
+			n, creds.MaxChainHops))
+	}
+	for i, arn := range c.ChainRoleARNs {
+		if len(arn) > 2048 || !roleARN.MatchString(arn) {
+			add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("hop %d %q is not an IAM role ARN: want "+
+				"arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)", i+2, arn))
+		}
+	}
+	switch ids := c.ChainExternalIDs; {
+	case len(ids) > 0 && len(ids) != len(c.ChainRoleARNs):
+		add("chain-external-id", joined(ids), fmt.Sprintf("%d external IDs for %d chained roles: give one per "+
+			"--chain-role-arn, in the same order, empty for a role that needs none", len(ids), len(c.ChainRoleARNs)))
+	default:
+		for i, id := range ids {
+			if id != "" && creds.CheckExternalID(id) != nil {
+				add("chain-external-id", joined(ids), fmt.Sprintf("the external ID for hop %d: %v", i+2, creds.CheckExternalID(id)))
+			}
+		}
+	}
+	if err := creds.CheckSessionPolicy(c.SessionPolicy); err != nil {
+		add("session-policy", c.SessionPolicy, err.Error())
+	}
+	if n := len(c.SessionPolicyARNs); n > creds.MaxSessionPolicyARNs {
+		add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%d policies, STS accepts at most %d",
+			n, creds.MaxSessionPolicyARNs))
+	}
+	for _, arn := range c.SessionPolicyARNs {
+		if len(arn) > 2048 || !policyARN.MatchString(arn) {
+			add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%q is not an IAM policy ARN: want "+
+				"arn:aws:iam::<12-digit account id or aws>:policy/<name>", arn))
+		}
+	}
 }
 
 func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
@@ -417,18 +534,27 @@ func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
 	}
 	durationOK := c.Duration >= minDuration && c.Duration <= maxDuration
 	windowOK := true
+	// The served credentials' lifetime: a chained role's session lasts at most an hour.
+	lifetime, lifetimeFrom := c.Duration, fmt.Sprintf("--duration %v", c.Duration)
+	if len(c.ChainRoleARNs) > 0 && c.Duration > creds.MaxChainedDuration {
+		lifetime, lifetimeFrom = creds.MaxChainedDuration, fmt.Sprintf("the %v a chained role's session lasts", creds.MaxChainedDuration)
+	}
 	// The largest window whose earliest jittered refresh still falls after the credentials arrive.
-	maxWindow := (c.Duration * jitterDenominator / (jitterDenominator + 1)).Truncate(time.Second)
+	maxWindow := (lifetime * jitterDenominator / (jitterDenominator + 1)).Truncate(time.Second)
 	switch {
 	case c.RefreshWindow < sdkRefetch:
 		windowOK = false
 		add("refresh-window", c.RefreshWindow.String(), "must be at least 15m: below that botocore and the "+
 			"Java v1 SDK call the endpoint on every AWS request until the credentials are refreshed")
+	case c.IMDSListen != "" && c.RefreshWindow < imdsMinWindow:
+		windowOK = false
+		add("refresh-window", c.RefreshWindow.String(), "must be at least 30m with --imds-listen: botocore rewrites "+
+			"an instance-metadata expiry less than 12-20 min away and then fetches credentials far more often than they change")
 	case durationOK && c.RefreshWindow >= maxWindow:
 		windowOK = false
-		add("refresh-window", c.RefreshWindow.String(), fmt.Sprintf("must be less than %v (--duration %v less "+
+		add("refresh-window", c.RefreshWindow.String(), fmt.Sprintf("must be less than %v (%s less "+
 			"the 10%% jitter): fresh credentials would already be due for refresh and the sidecar would call STS without pause",
-			maxWindow, c.Duration))
+			maxWindow, lifetimeFrom))
 	}
 	switch {
 	case c.MinRemaining < minMinRemaining:
@@ -475,6 +601,44 @@ func (c Config) validateListen(add func(flagName, formatted, problem string)) {
 	if problem != "" {
 		add("metrics-listen", c.MetricsListen, problem)
 	}
+}
+
+// validateModes checks the optional ways of serving the credentials besides the endpoint.
+func (c Config) validateModes(add func(flagName, formatted, problem string)) {
+	if c.IMDSListen != "" {
+		host, port, problem := checkAddress(c.IMDSListen)
+		switch {
+		case problem != "":
+		case imds.CheckLoopback(c.IMDSListen) != nil:
+			problem = "must be a loopback IP address such as 127.0.0.1: anything that reaches it gets the " +
+				"credentials without a token (--allow-non-loopback does not apply to it)"
+		case port != "0" && (sameListener(host, port, c.Listen) || sameListener(host, port, c.MetricsListen)):
+			problem = "uses the port of --listen or --metrics-listen: instance metadata needs a listener of its own " +
+				"(the Go SDK replaces the URL's path)"
+		}
+		if problem != "" {
+			add("imds-listen", c.IMDSListen, problem)
+		}
+	}
+	if p := c.CredentialsFile; p != "" {
+		switch {
+		case !filepath.IsAbs(p):
+			add("credentials-file", p, "must be an absolute path, such as /var/run/credsidecar-files/credentials")
+		case strings.HasSuffix(p, "/") || filepath.Base(p) == "." || filepath.Base(p) == "..":
+			add("credentials-file", p, "must name a file, not a directory")
+		case filepath.Clean(p) == filepath.Clean(c.AuthTokenFile) || filepath.Clean(p) == filepath.Clean(c.TokenFile):
+			add("credentials-file", p, "must not be the --auth-token-file or the --token-file")
+		}
+	}
+	if err := credfile.CheckProfile(c.CredentialsProfile); err != nil {
+		add("credentials-profile", c.CredentialsProfile, "must be 1 to 64 letters, digits and _.+=,@/-")
+	}
+}
+
+// sameListener reports whether host:port and addr could claim the same port.
+func sameListener(host, port, addr string) bool {
+	h, p, err := net.SplitHostPort(addr)
+	return err == nil && p == port && overlap(host, h)
 }
 
 // checkAddress splits host:port and checks the port; the host is the caller's concern.

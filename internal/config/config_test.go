@@ -16,7 +16,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
-const testARN = "arn:aws:iam::123456789012:role/app"
+const (
+	testARN   = "arn:aws:iam::123456789012:role/app"
+	chainARN1 = "arn:aws:iam::210987654321:role/shared-data"
+	chainARN2 = "arn:aws:iam::210987654321:role/reports-writer"
+	// chainARN3 has a comma, which IAM allows in names: only the flag can give it.
+	chainARN3  = "arn:aws:iam::210987654321:role/path/reports,writer"
+	testPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}`
+)
 
 func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -44,19 +51,20 @@ func withEnv(extra map[string]string, drop ...string) map[string]string {
 
 func TestParse(t *testing.T) {
 	defaults := Config{
-		RoleARN:           testARN,
-		TokenFile:         "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
-		Region:            "eu-west-1",
-		Duration:          time.Hour,
-		RefreshWindow:     40 * time.Minute,
-		MinRemaining:      5 * time.Minute,
-		TokenPollInterval: 30 * time.Second,
-		ShutdownTimeout:   5 * time.Second,
-		Listen:            "127.0.0.1:9910",
-		AuthTokenFile:     "/var/run/credsidecar/auth-token",
-		MetricsListen:     ":9912",
-		LogFormat:         "json",
-		LogLevel:          slog.LevelInfo,
+		RoleARN:            testARN,
+		TokenFile:          "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+		Region:             "eu-west-1",
+		Duration:           time.Hour,
+		RefreshWindow:      40 * time.Minute,
+		MinRemaining:       5 * time.Minute,
+		TokenPollInterval:  30 * time.Second,
+		ShutdownTimeout:    5 * time.Second,
+		Listen:             "127.0.0.1:9910",
+		AuthTokenFile:      "/var/run/credsidecar/auth-token",
+		MetricsListen:      ":9912",
+		CredentialsProfile: "default",
+		LogFormat:          "json",
+		LogLevel:           slog.LevelInfo,
 	}
 	tests := []struct {
 		name   string
@@ -109,6 +117,38 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "largest refresh window for 1h", env: baseEnv(), args: []string{"--refresh-window=54m31s"},
 			modify: func(c *Config) { c.RefreshWindow = 54*time.Minute + 31*time.Second }},
+		{name: "chain by repeated flags", env: baseEnv(), args: []string{"--chain-role-arn", chainARN1,
+			"--chain-external-id=ext-1", "--chain-role-arn=" + chainARN3, "--chain-external-id="},
+			modify: func(c *Config) {
+				c.ChainRoleARNs, c.ChainExternalIDs = []string{chainARN1, chainARN3}, []string{"ext-1", ""}
+			}},
+		{name: "chain by variables", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_ROLE_ARNS": chainARN1 + "," + chainARN2,
+			"CREDSIDECAR_CHAIN_EXTERNAL_IDS": ",ext-2"}),
+			modify: func(c *Config) {
+				c.ChainRoleARNs, c.ChainExternalIDs = []string{chainARN1, chainARN2}, []string{"", "ext-2"}
+			}},
+		{name: "flags replace the variable's list", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_ROLE_ARNS": chainARN1 + "," + chainARN2}),
+			args: []string{"--chain-role-arn=" + chainARN2}, modify: func(c *Config) { c.ChainRoleARNs = []string{chainARN2} }},
+		{name: "chain with a long duration", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--duration=12h",
+			"--refresh-window=54m31s"}, modify: func(c *Config) {
+			c.ChainRoleARNs, c.Duration, c.RefreshWindow = []string{chainARN1}, 12*time.Hour, 54*time.Minute+31*time.Second
+		}},
+		{name: "session policies", env: withEnv(map[string]string{"CREDSIDECAR_SESSION_POLICY": testPolicy,
+			"CREDSIDECAR_SESSION_POLICY_ARNS": "arn:aws:iam::aws:policy/ReadOnlyAccess,arn:aws-cn:iam::123456789012:policy/team/boundary"}),
+			modify: func(c *Config) {
+				c.SessionPolicy = testPolicy
+				c.SessionPolicyARNs = []string{"arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws-cn:iam::123456789012:policy/team/boundary"}
+			}},
+		{name: "imds and credentials file", env: withEnv(map[string]string{"CREDSIDECAR_IMDS_LISTEN": "127.0.0.1:9911",
+			"CREDSIDECAR_CREDENTIALS_FILE": "/var/run/credsidecar-files/credentials", "CREDSIDECAR_CREDENTIALS_PROFILE": "app.ci"}),
+			modify: func(c *Config) {
+				c.IMDSListen, c.CredentialsFile, c.CredentialsProfile = "127.0.0.1:9911", "/var/run/credsidecar-files/credentials", "app.ci"
+			}},
+		{name: "imds on IPv6 loopback, ports chosen by the kernel", env: baseEnv(), args: []string{"--imds-listen=[::1]:0",
+			"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0"},
+			modify: func(c *Config) { c.IMDSListen, c.Listen, c.MetricsListen = "[::1]:0", "127.0.0.1:0", "127.0.0.1:0" }},
+		{name: "imds with the shortest window it allows", env: baseEnv(), args: []string{"--imds-listen=127.0.0.1:9911", "--refresh-window=30m"},
+			modify: func(c *Config) { c.IMDSListen, c.RefreshWindow = "127.0.0.1:9911", 30*time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,6 +253,53 @@ func TestParseErrors(t *testing.T) {
 			want: `parse arguments: unexpected argument "extra": serve takes flags only`},
 		{name: "missing flag value", env: baseEnv(), args: []string{"--duration"},
 			want: `parse arguments: flag needs an argument: -duration`},
+		{name: "chained role not a role", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--chain-role-arn=arn:aws:iam::210987654321:user/bob"},
+			want: `invalid configuration: --chain-role-arn (CREDSIDECAR_CHAIN_ROLE_ARNS) = "` + chainARN1 + `,arn:aws:iam::210987654321:user/bob": hop 3 "arn:aws:iam::210987654321:user/bob" is not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "empty chained role in the variable", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_ROLE_ARNS": chainARN1 + ","}),
+			want: `invalid configuration: --chain-role-arn (CREDSIDECAR_CHAIN_ROLE_ARNS) = "` + chainARN1 + `,": hop 3 "" is not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "too many hops", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_ROLE_ARNS": strings.Repeat(chainARN1+",", 5) + chainARN1}),
+			want: `invalid configuration: --chain-role-arn (CREDSIDECAR_CHAIN_ROLE_ARNS) = "` + strings.Repeat(chainARN1+",", 5) + chainARN1 + `": 6 roles, at most 5: every hop is one more STS call per refresh`},
+		{name: "external ids do not match the roles", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--chain-role-arn=" + chainARN2, "--chain-external-id=ext-1"},
+			want: `invalid configuration: --chain-external-id (CREDSIDECAR_CHAIN_EXTERNAL_IDS) = "ext-1": 1 external IDs for 2 chained roles: give one per --chain-role-arn, in the same order, empty for a role that needs none`},
+		{name: "external id without a chain", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_EXTERNAL_IDS": "ext-1"}),
+			want: `invalid configuration: --chain-external-id (CREDSIDECAR_CHAIN_EXTERNAL_IDS) = "ext-1": 1 external IDs for 0 chained roles: give one per --chain-role-arn, in the same order, empty for a role that needs none`},
+		{name: "external id with a space", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--chain-external-id=my id"},
+			want: `invalid configuration: --chain-external-id (CREDSIDECAR_CHAIN_EXTERNAL_IDS) = "my id": the external ID for hop 2: want 2-1224 characters of letters, digits and _+=,.@:/-`},
+		{name: "chain without a region", env: withEnv(map[string]string{"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:8333"}, "AWS_REGION"),
+			args: []string{"--chain-role-arn=" + chainARN1},
+			want: `invalid configuration: --region (AWS_REGION or AWS_DEFAULT_REGION) = "": required with --chain-role-arn: AssumeRole calls are signed for a region`},
+		{name: "window too long for a chained hour", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--duration=2h", "--refresh-window=55m"},
+			want: `invalid configuration: --refresh-window (CREDSIDECAR_REFRESH_WINDOW) = "55m": must be less than 54m32s (the 1h0m0s a chained role's session lasts less the 10% jitter): fresh credentials would already be due for refresh and the sidecar would call STS without pause`},
+		{name: "session policy not JSON", env: withEnv(map[string]string{"CREDSIDECAR_SESSION_POLICY": "s3:GetObject"}),
+			want: `invalid configuration: --session-policy (CREDSIDECAR_SESSION_POLICY) = "s3:GetObject": not a JSON object: want a policy document such as {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`},
+		{name: "session policy too long", env: baseEnv(), args: []string{`--session-policy={"Sid":"` + strings.Repeat("x", 2039) + `"}`},
+			want: `invalid configuration: --session-policy (CREDSIDECAR_SESSION_POLICY) = "{\"Sid\":\"` + strings.Repeat("x", 2039) + `\"}": 2049 characters, STS accepts at most 2048`},
+		{name: "session policy ARN of a role", env: baseEnv(), args: []string{"--session-policy-arn=" + chainARN1},
+			want: `invalid configuration: --session-policy-arn (CREDSIDECAR_SESSION_POLICY_ARNS) = "` + chainARN1 + `": "` + chainARN1 + `" is not an IAM policy ARN: want arn:aws:iam::<12-digit account id or aws>:policy/<name>`},
+		{name: "eleven session policy ARNs", env: withEnv(map[string]string{"CREDSIDECAR_SESSION_POLICY_ARNS": strings.Repeat("arn:aws:iam::aws:policy/ReadOnlyAccess,", 10) + "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+			want: `invalid configuration: --session-policy-arn (CREDSIDECAR_SESSION_POLICY_ARNS) = "` + strings.Repeat("arn:aws:iam::aws:policy/ReadOnlyAccess,", 10) + `arn:aws:iam::aws:policy/ReadOnlyAccess": 11 policies, STS accepts at most 10`},
+		{name: "imds on every interface", env: baseEnv(), args: []string{"--imds-listen=0.0.0.0:9911", "--allow-non-loopback"},
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "0.0.0.0:9911": must be a loopback IP address such as 127.0.0.1: anything that reaches it gets the credentials without a token (--allow-non-loopback does not apply to it)`},
+		{name: "imds on a name", env: withEnv(map[string]string{"CREDSIDECAR_IMDS_LISTEN": "localhost:9911"}),
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "localhost:9911": must be a loopback IP address such as 127.0.0.1: anything that reaches it gets the credentials without a token (--allow-non-loopback does not apply to it)`},
+		{name: "imds without port", env: baseEnv(), args: []string{"--imds-listen=127.0.0.1"},
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "127.0.0.1": must be host:port, such as 127.0.0.1:9910`},
+		{name: "imds on the credentials port", env: baseEnv(), args: []string{"--imds-listen=127.0.0.1:9910"},
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "127.0.0.1:9910": uses the port of --listen or --metrics-listen: instance metadata needs a listener of its own (the Go SDK replaces the URL's path)`},
+		{name: "imds on the metrics port", env: baseEnv(), args: []string{"--imds-listen=[::1]:9912"},
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "[::1]:9912": uses the port of --listen or --metrics-listen: instance metadata needs a listener of its own (the Go SDK replaces the URL's path)`},
+		{name: "imds without a region", env: withEnv(map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "CREDSIDECAR_IMDS_LISTEN": "127.0.0.1:9911"}, "AWS_REGION"),
+			want: `invalid configuration: --region (AWS_REGION or AWS_DEFAULT_REGION) = "": required with --imds-listen: instance metadata reports the region, and SDKs use it`},
+		{name: "imds with a short window", env: baseEnv(), args: []string{"--imds-listen=127.0.0.1:9911", "--refresh-window=20m"},
+			want: `invalid configuration: --refresh-window (CREDSIDECAR_REFRESH_WINDOW) = "20m": must be at least 30m with --imds-listen: botocore rewrites an instance-metadata expiry less than 12-20 min away and then fetches credentials far more often than they change`},
+		{name: "credentials file relative", env: withEnv(map[string]string{"CREDSIDECAR_CREDENTIALS_FILE": "aws/credentials"}),
+			want: `invalid configuration: --credentials-file (CREDSIDECAR_CREDENTIALS_FILE) = "aws/credentials": must be an absolute path, such as /var/run/credsidecar-files/credentials`},
+		{name: "credentials file a directory", env: baseEnv(), args: []string{"--credentials-file=/var/run/aws/"},
+			want: `invalid configuration: --credentials-file (CREDSIDECAR_CREDENTIALS_FILE) = "/var/run/aws/": must name a file, not a directory`},
+		{name: "credentials file is the auth token", env: baseEnv(), args: []string{"--credentials-file=/var/run/credsidecar/auth-token"},
+			want: `invalid configuration: --credentials-file (CREDSIDECAR_CREDENTIALS_FILE) = "/var/run/credsidecar/auth-token": must not be the --auth-token-file or the --token-file`},
+		{name: "credentials profile", env: withEnv(map[string]string{"CREDSIDECAR_CREDENTIALS_PROFILE": "my profile"}),
+			want: `invalid configuration: --credentials-profile (CREDSIDECAR_CREDENTIALS_PROFILE) = "my profile": must be 1 to 64 letters, digits and _.+=,@/-`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
