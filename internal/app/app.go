@@ -1,7 +1,9 @@
 // Package app builds the sidecar from a validated configuration and runs it: the credentials
-// manager, the auth token, the metrics and the two HTTP servers, each goroutine owned by Run
-// and stopped with its context. cmd/sidecar is a thin shell around it, and tests run the whole
-// sidecar in-process through it:
+// manager, the auth token, the metrics and the two HTTP servers, and when configured the
+// instance-metadata (IMDSv2) server and the shared credentials file, each goroutine owned by Run
+// and stopped with its context. It also logs, once per projected token, the problems
+// diagnose.TokenWarnings sees in the token's claims. cmd/sidecar is a thin shell around it, and
+// tests run the whole sidecar in-process through it:
 //
 //	cfg := config.Defaults()
 //	cfg.RoleARN, cfg.TokenFile, cfg.STSEndpoint = roleARN, tokenPath, stsURL
@@ -31,7 +33,10 @@ import (
 	"github.com/credsidecar/credsidecar/internal/authtoken"
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/credfile"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/imds"
 	"github.com/credsidecar/credsidecar/internal/metrics"
 	"github.com/credsidecar/credsidecar/internal/server"
 )
@@ -40,6 +45,8 @@ var (
 	_ server.Source     = (*creds.Manager)(nil)
 	_ server.Authorizer = (*authtoken.Token)(nil)
 	_ server.Observer   = (*metrics.Metrics)(nil)
+	_ imds.Source       = (*creds.Manager)(nil)
+	_ credfile.Source   = (*creds.Manager)(nil)
 )
 
 // Options are the parts a caller may supply instead of the defaults.
@@ -67,6 +74,8 @@ type Addrs struct {
 	Credentials net.Addr
 	// Metrics is the address of /metrics, /healthz and /readyz.
 	Metrics net.Addr
+	// IMDS is the instance-metadata endpoint's address; nil when --imds-listen is off.
+	IMDS net.Addr
 }
 
 // CredentialsURL is the value for AWS_CONTAINER_CREDENTIALS_FULL_URI.
@@ -76,6 +85,14 @@ func (a Addrs) CredentialsURL() string {
 
 // MetricsURL is the base URL of the ops endpoint, without a trailing slash.
 func (a Addrs) MetricsURL() string { return "http://" + a.Metrics.String() }
+
+// IMDSURL is the value for AWS_EC2_METADATA_SERVICE_ENDPOINT, or "" when IMDS is off.
+func (a Addrs) IMDSURL() string {
+	if a.IMDS == nil {
+		return ""
+	}
+	return "http://" + a.IMDS.String()
+}
 
 // App is a built sidecar whose listeners are bound but not yet serving.
 type App struct {
@@ -88,13 +105,17 @@ type App struct {
 	opsSrv   *http.Server
 	credsLn  net.Listener
 	opsLn    net.Listener
+	imdsSrv  *imds.Server     // nil when --imds-listen is off
+	imdsLn   net.Listener     // nil when --imds-listen is off
+	credFile *credfile.Writer // nil when --credentials-file is off
 	addrs    Addrs
 	used     atomic.Bool // set by the first Run or Close
 }
 
 // New validates cfg, loads (or generates) the auth token, builds the credentials manager and
-// the servers, and binds both listeners, so that a bad address or an unwritable token directory
-// fails here rather than after start-up. Call Run, or Close to release the listeners.
+// the servers, and binds the listeners, so that a bad address, a taken port or an unwritable
+// token or credentials-file directory fails here rather than after start-up. Call Run, or Close
+// to release the listeners.
 func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -120,11 +141,33 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		return nil, fmt.Errorf("start sidecar: %w", err)
 	}
 
+	var observer creds.Observer = m
+	var credFile *credfile.Writer
+	if cfg.CredentialsFile != "" {
+		// 0640 like the auth token: the app containers share the pod's fsGroup, not the sidecar's
+		// uid, and whoever can read the auth token can fetch these credentials anyway.
+		credFile, err = credfile.New(cfg.CredentialsFile, cfg.CredentialsProfile, credfile.WithLogger(log),
+			credfile.WithClock(clk), credfile.WithMode(0o640))
+		if err != nil {
+			return nil, fmt.Errorf("start sidecar: %w", err)
+		}
+		observer = credFile.Observer(m)
+	}
+
 	api := opts.STS
 	if api == nil {
 		api = creds.NewSTSClient(cfg.Region, cfg.STSEndpoint)
 	}
-	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk)}, opts.CredsOptions...)
+	chain := make([]creds.ChainHop, len(cfg.ChainRoleARNs))
+	for i, arn := range cfg.ChainRoleARNs {
+		chain[i].RoleARN = arn
+		if i < len(cfg.ChainExternalIDs) {
+			chain[i].ExternalID = cfg.ChainExternalIDs[i]
+		}
+	}
+	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(observer), creds.WithClock(clk),
+		creds.WithChain(chain...), creds.WithSessionPolicy(cfg.SessionPolicy, cfg.SessionPolicyARNs...),
+		creds.WithTokenCheck(tokenWarnings(log, clk))}, opts.CredsOptions...)
 	manager, err := creds.NewManager(creds.Config{
 		RoleARN:       cfg.RoleARN,
 		TokenFile:     cfg.TokenFile,
@@ -139,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	}
 	m.SetReady(func() bool { return manager.Servable() != nil })
 
-	a := &App{cfg: cfg, log: log, opts: opts, manager: manager, token: token}
+	a := &App{cfg: cfg, log: log, opts: opts, manager: manager, token: token, credFile: credFile}
 	a.credsLn, err = server.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("start sidecar: credentials endpoint: %w", err)
@@ -153,7 +196,23 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if err != nil {
 		return nil, fmt.Errorf("start sidecar: metrics endpoint: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			_ = a.opsLn.Close()
+		}
+	}()
 	a.addrs = Addrs{Credentials: a.credsLn.Addr(), Metrics: a.opsLn.Addr()}
+	if cfg.IMDSListen != "" {
+		a.imdsSrv, err = imds.New(manager, cfg.Region, imds.WithLogger(log), imds.WithClock(clk),
+			imds.WithShutdownTimeout(cfg.ShutdownTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("start sidecar: %w", err)
+		}
+		if a.imdsLn, err = imds.Listen(cfg.IMDSListen); err != nil {
+			return nil, fmt.Errorf("start sidecar: instance metadata endpoint: %w", err)
+		}
+		a.addrs.IMDS = a.imdsLn.Addr()
+	}
 
 	serverOpts := []server.Option{server.WithLogger(log), server.WithObserver(m), server.WithClock(clk)}
 	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, serverOpts...), log)
@@ -181,7 +240,10 @@ func (a *App) Run(ctx context.Context) error {
 		"sts_endpoint", a.cfg.STSEndpoint, "duration", a.cfg.Duration.String(),
 		"refresh_window", a.cfg.RefreshWindow.String(), "min_remaining", a.cfg.MinRemaining.String(),
 		"credentials_url", a.addrs.CredentialsURL(), "metrics_addr", a.addrs.Metrics.String(),
-		"auth_token_file", a.cfg.AuthTokenFile, "auth_token_generated", a.token.Generated())
+		"auth_token_file", a.cfg.AuthTokenFile, "auth_token_generated", a.token.Generated(),
+		"imds_url", a.addrs.IMDSURL(), "credentials_file", a.cfg.CredentialsFile,
+		"chain_role_arns", a.cfg.ChainRoleARNs, "session_policy_chars", len(a.cfg.SessionPolicy),
+		"session_policy_arns", a.cfg.SessionPolicyARNs)
 	if a.opts.Listening != nil {
 		a.opts.Listening(a.addrs)
 	}
@@ -191,6 +253,12 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.token.Watch(gctx) })
 	g.Go(func() error { return server.Serve(gctx, a.credsSrv, a.credsLn, a.cfg.ShutdownTimeout) })
 	g.Go(func() error { return server.Serve(gctx, a.opsSrv, a.opsLn, a.cfg.ShutdownTimeout) })
+	if a.imdsSrv != nil {
+		g.Go(func() error { return a.imdsSrv.Run(gctx, a.imdsLn) })
+	}
+	if a.credFile != nil {
+		g.Go(func() error { return a.credFile.Run(gctx, a.manager) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		if ctx.Err() != nil {
@@ -212,7 +280,11 @@ func (a *App) Close() error {
 		return nil
 	}
 	_ = a.manager.Close()
-	return errors.Join(a.credsLn.Close(), a.opsLn.Close())
+	errs := []error{a.credsLn.Close(), a.opsLn.Close()}
+	if a.imdsLn != nil {
+		errs = append(errs, a.imdsLn.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Run builds the sidecar with New and runs it until ctx is done.
@@ -222,6 +294,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// tokenWarnings logs each problem diagnose sees in a new token's claims, as a warning naming
+// what is wrong, why it matters and the fix. The manager calls it once per token, so a token
+// projected without an explicit audience warns at start and after each rotation, not at every
+// refresh.
+func tokenWarnings(log *slog.Logger, clk clock.Clock) func(*creds.TokenClaims) {
+	return func(claims *creds.TokenClaims) {
+		for _, f := range diagnose.TokenWarnings(claims, clk.Now()) {
+			log.Warn("token problem", "id", f.ID, "severity", string(f.Severity), "what", f.What, "why", f.Why, "fix", f.Fix)
+		}
+	}
 }
 
 // NewLogger returns the sidecar's logger: JSON or text on w, at level and above.

@@ -318,6 +318,7 @@ func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(c *config.Config)
+		opts   Options
 		want   string
 	}{
 		{name: "invalid configuration", modify: func(c *config.Config) { c.Duration = time.Minute },
@@ -328,12 +329,20 @@ func TestNewErrors(t *testing.T) {
 			want: "start sidecar: metrics endpoint: listen on " + busy.Addr().String()},
 		{name: "auth token directory unusable", modify: func(c *config.Config) { c.AuthTokenFile = filepath.Join(notDir, "auth-token") },
 			want: "start sidecar: load auth token: open " + notDir + "/auth-token: not a directory"},
+		{name: "instance metadata port taken", modify: func(c *config.Config) { c.IMDSListen = busy.Addr().String() },
+			want: "start sidecar: instance metadata endpoint: listen imds on " + busy.Addr().String()},
+		{name: "credentials file directory missing", modify: func(c *config.Config) {
+			c.CredentialsFile = filepath.Join(t.TempDir(), "absent", "credentials")
+		}, want: "start sidecar: new credentials file writer: "},
+		{name: "chain with an STS client that cannot chain", modify: func(c *config.Config) {
+			c.ChainRoleARNs = []string{"arn:aws:iam::111122223333:role/next"}
+		}, opts: Options{STS: &notifyingSTS{}}, want: "start sidecar: credentials config: chain: needs an STS client with AssumeRole"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://127.0.0.1:1")
 			tt.modify(&cfg)
-			a, err := New(context.Background(), cfg, Options{})
+			a, err := New(context.Background(), cfg, tt.opts)
 			if err == nil {
 				a.Close()
 				t.Fatalf("New succeeded, want %s", tt.want)
@@ -347,11 +356,15 @@ func TestNewErrors(t *testing.T) {
 
 func TestRunOnceAndClose(t *testing.T) {
 	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+closedPort(t))
+	cfg.IMDSListen = "127.0.0.1:0"
 	a, err := New(context.Background(), cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	credsAddr := a.Addrs().Credentials.String()
+	credsAddr, imdsAddr := a.Addrs().Credentials.String(), a.Addrs().IMDS.String()
+	if got := a.Addrs().IMDSURL(); got != "http://"+imdsAddr {
+		t.Errorf("IMDSURL() = %q, want http://%s", got, imdsAddr)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -361,12 +374,17 @@ func TestRunOnceAndClose(t *testing.T) {
 	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already run or closed") {
 		t.Fatalf("Run after Close = %v", err)
 	}
-	// Close released the listener.
-	ln, err := net.Listen("tcp", credsAddr)
-	if err != nil {
-		t.Fatalf("listener not released: %v", err)
+	// Close released the listeners.
+	for _, addr := range []string{credsAddr, imdsAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listener not released: %v", err)
+		}
+		ln.Close()
 	}
-	ln.Close()
+	if (Addrs{}).IMDSURL() != "" {
+		t.Error("IMDSURL() of a sidecar without IMDS is not empty")
+	}
 }
 
 // TestRunFunction checks the one-call form used by cmd/sidecar: the hook sees the addresses and
