@@ -1,6 +1,8 @@
 // Command sidecar serves temporary AWS credentials for a Kubernetes pod's service account on a
 // container-credentials endpoint, so that every container's AWS SDK finds them through
-// AWS_CONTAINER_CREDENTIALS_FULL_URI. Run `sidecar --help` for its settings.
+// AWS_CONTAINER_CREDENTIALS_FULL_URI, and optionally as EC2 instance metadata and in a shared
+// credentials file. `sidecar credential-process` is the same binary acting as a profile's
+// credential_process. Run `sidecar --help` for its settings.
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/app"
 	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/credprocess"
 	"github.com/credsidecar/credsidecar/internal/diagnose"
 	"github.com/credsidecar/credsidecar/internal/policy"
 )
@@ -47,6 +50,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return diagnose.Main(ctx, rest, getenv, stdout, stderr)
 	case "policy":
 		return policy.Main(rest, stdout, stderr)
+	case "credential-process":
+		// Run by an SDK or the AWS CLI: it starts nothing and writes only the JSON to stdout.
+		return credprocess.Main(ctx, rest, getenv, stdout, stderr)
+	case "install":
+		return install(rest, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return 0
@@ -85,6 +93,10 @@ func usage(w io.Writer) {
 		"  serve    serve credentials (the default)\n"+
 		"  check    diagnose the token, the trust setup and S3 access, with fixes (same flags as serve)\n"+
 		"  policy   print the IAM trust and permission policies and the aws iam commands\n"+
+		"  credential-process\n"+
+		"           print the running sidecar's credentials for a credential_process profile line\n"+
+		"           (see sidecar credential-process --help)\n"+
+		"  install  copy this binary to a directory, for credential-process in another container\n"+
 		"  version  print the version\n\n")
 	config.Usage(w, program)
 }
