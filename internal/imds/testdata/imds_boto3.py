@@ -5,7 +5,8 @@ AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE at /dev/null and HOME at an empt
 the default chain can only find the instance-metadata provider. Prints one JSON line: the
 provider boto3 chose, the region it found in IMDS, the expiry, the key id's last 4 characters
 and, when EXPECT_CREDS_SHA256 is set, whether the key, secret and token match it. Never prints
-a secret. With E2E_ENDPOINT set it also calls GetCallerIdentity there. Exits 1 on any error.
+a secret. With E2E_ENDPOINT set it also calls GetCallerIdentity there, and with E2E_BUCKET and
+E2E_KEY too, PutObject of a small object (path-style) and prints its ETag. Exits 1 on any error.
 """
 import hashlib
 import json
@@ -41,7 +42,15 @@ def main() -> int:
     if endpoint:
         cfg = Config(retries={"max_attempts": 1})
         try:
-            ident = session.client("sts", endpoint_url=endpoint, config=cfg).get_caller_identity()
+            # The region instance metadata gave, as an app without AWS_REGION would use it.
+            region = out["region"]
+            ident = session.client("sts", endpoint_url=endpoint, region_name=region, config=cfg).get_caller_identity()
+            bucket, key = os.environ.get("E2E_BUCKET"), os.environ.get("E2E_KEY")
+            if bucket and key:
+                s3cfg = Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
+                put = session.client("s3", endpoint_url=endpoint, region_name=region, config=s3cfg).put_object(
+                    Bucket=bucket, Key=key, Body=b"written by boto3 through credsidecar's IMDS\n")
+                out["etag"] = put["ETag"]
         except (ClientError, BotoCoreError) as err:
             out["error"] = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
             print(json.dumps(out))

@@ -2,7 +2,8 @@
 // v3's fromInstanceMetadata (@aws-sdk/credential-providers). Only AWS_EC2_METADATA_SERVICE_ENDPOINT
 // says where IMDS is. Prints one JSON line with the expiry, the key id's last 4 characters and,
 // when EXPECT_CREDS_SHA256 is set, whether the key, secret and token match it; never a secret.
-// With E2E_ENDPOINT (and AWS_REGION) set it also calls GetCallerIdentity there. Exits 1 on error.
+// With E2E_ENDPOINT (and AWS_REGION) set it also calls GetCallerIdentity there, and with E2E_BUCKET
+// and E2E_KEY too, PutObject of a small object (path-style) and prints its ETag. Exits 1 on error.
 "use strict";
 const crypto = require("node:crypto");
 const { fromInstanceMetadata } = require("@aws-sdk/credential-providers");
@@ -29,6 +30,18 @@ async function main() {
     const ident = await sts.send(new GetCallerIdentityCommand({}));
     out.arn = ident.Arn;
     out.account = ident.Account;
+    if (process.env.E2E_BUCKET && process.env.E2E_KEY) {
+      const { S3Client, PutObjectCommand } = require("@aws-sdk/client-s3");
+      const s3 = new S3Client({
+        endpoint: process.env.E2E_ENDPOINT, region: process.env.AWS_REGION, credentials: provider,
+        forcePathStyle: true, maxAttempts: 1,
+      });
+      const put = await s3.send(new PutObjectCommand({
+        Bucket: process.env.E2E_BUCKET, Key: process.env.E2E_KEY,
+        Body: "written by the JavaScript SDK through credsidecar's IMDS\n",
+      }));
+      out.etag = put.ETag;
+    }
   }
   console.log(JSON.stringify(out));
 }

@@ -1,0 +1,733 @@
+package modes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	awsv1 "github.com/aws/aws-sdk-go/aws"
+	endpointcredsv1 "github.com/aws/aws-sdk-go/aws/credentials/endpointcreds"
+	"github.com/aws/aws-sdk-go/aws/session"
+	s3v1 "github.com/aws/aws-sdk-go/service/s3"
+	stsv1 "github.com/aws/aws-sdk-go/service/sts"
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/imds"
+	"github.com/credsidecar/credsidecar/internal/testbed"
+)
+
+// TestModes runs every mode against the one SeaweedFS of the package. Each mode has a sidecar
+// of its own (they are cheap; SeaweedFS is not), so they do not depend on each other's state.
+func TestModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no SeaweedFS and no SDK subprocesses")
+	}
+	e := newEnv(t)
+	bin := e.startBuild(t) // in the background while the other modes run
+	modes := []struct {
+		name string
+		run  func(*testing.T, *env)
+	}{
+		{name: "instance metadata", run: testIMDS},
+		{name: "legacy token", run: testLegacyToken},
+		{name: "credentials file", run: testCredentialsFile},
+		{name: "role chaining", run: testChaining},
+		{name: "token warnings", run: testTokenWarnings},
+		{name: "credential process", run: func(t *testing.T, e *env) { testCredentialProcess(t, e, bin) }},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { m.run(t, e) })
+	}
+}
+
+// Apps that only speak EC2 instance metadata find the credentials with nothing but
+// AWS_EC2_METADATA_SERVICE_ENDPOINT, use them against STS and S3, and cannot skip IMDSv2.
+func testIMDS(t *testing.T, e *env) {
+	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.IMDSListen = "127.0.0.1:0" }})
+	url := s.addrs.IMDSURL()
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("IMDS URL %q, want a loopback address", url)
+	}
+	served := s.served(t)
+
+	t.Run("aws-sdk-go-v2", func(t *testing.T) {
+		key := objectKey(t.Name())
+		e.isolateAWSEnv(t, map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": url})
+		ctx, cancel := context.WithTimeout(t.Context(), guard)
+		defer cancel()
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithEC2IMDSRegion())
+		if err != nil {
+			t.Fatalf("load default config: %v", err)
+		}
+		if cfg.Region != testbed.Region {
+			t.Errorf("region from instance metadata = %q, want %q", cfg.Region, testbed.Region)
+		}
+		c, err := cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			t.Fatalf("retrieve credentials: %v", err)
+		}
+		if !strings.Contains(c.Source, ec2rolecreds.ProviderName) || c.AccessKeyID != served.AccessKeyID {
+			t.Errorf("credentials from %q with key %s, want %s's, key %s", c.Source, creds.MaskKeyID(c.AccessKeyID),
+				ec2rolecreds.ProviderName, creds.MaskKeyID(served.AccessKeyID))
+		}
+		arn, etag := useGoV2(t, e, cfg, key)
+		checkRole(t, arn, testbed.DefaultRoleName)
+		e.checkObject(t, key, etag)
+	})
+
+	t.Run("boto3", func(t *testing.T) {
+		key := objectKey(t.Name())
+		got := e.runScript(t, map[string]string{
+			"AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
+			"AWS_CONFIG_FILE":                   e.absent("config"),
+			"AWS_SHARED_CREDENTIALS_FILE":       e.absent("credentials"),
+			"EXPECT_CREDS_SHA256":               served.digest(),
+			"E2E_ENDPOINT":                      e.weed.Endpoint(),
+			"E2E_BUCKET":                        e.weed.Bucket(),
+			"E2E_KEY":                           key,
+		}, python(t), e.script("internal/imds/testdata/imds_boto3.py"))
+		checkClient(t, got, "iam-role", testbed.DefaultRoleName)
+		e.checkObject(t, key, got.ETag)
+	})
+
+	t.Run("javascript v3", func(t *testing.T) {
+		node, modules := e.node(t)
+		key := objectKey(t.Name())
+		got := e.runScript(t, map[string]string{
+			"AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
+			"AWS_REGION":                        testbed.Region,
+			"AWS_CONFIG_FILE":                   e.absent("config"),
+			"AWS_SHARED_CREDENTIALS_FILE":       e.absent("credentials"),
+			"NODE_PATH":                         modules,
+			"EXPECT_CREDS_SHA256":               served.digest(),
+			"E2E_ENDPOINT":                      e.weed.Endpoint(),
+			"E2E_BUCKET":                        e.weed.Bucket(),
+			"E2E_KEY":                           key,
+		}, node, e.script("internal/imds/testdata/imds_js.cjs"))
+		checkClient(t, got, "fromInstanceMetadata", testbed.DefaultRoleName)
+		e.checkObject(t, key, got.ETag)
+	})
+
+	t.Run("IMDSv1 refused", func(t *testing.T) {
+		const path = "/latest/meta-data/iam/security-credentials/"
+		status, _ := s.do(t, http.MethodGet, url+path, nil)
+		if status != http.StatusUnauthorized {
+			t.Fatalf("GET %s without a session token = %d, want 401", path, status)
+		}
+		status, token := s.do(t, http.MethodPut, url+"/latest/api/token", map[string]string{imds.TTLHeader: "60"})
+		if status != http.StatusOK || token == "" {
+			t.Fatalf("PUT /latest/api/token = %d", status)
+		}
+		status, role := s.do(t, http.MethodGet, url+path, map[string]string{imds.TokenHeader: token})
+		if status != http.StatusOK || role != testbed.DefaultRoleName {
+			t.Fatalf("GET %s with a session token = %d %q, want 200 %s", path, status, role, testbed.DefaultRoleName)
+		}
+	})
+}
+
+// In the legacy token mode the auth token is a Kubernetes Secret: mounted into the sidecar as
+// a file (so it exists, non-empty, before the sidecar starts) and given to the apps as the
+// value AWS_CONTAINER_AUTHORIZATION_TOKEN, all that older SDKs read.
+func testLegacyToken(t *testing.T, e *env) {
+	dir := t.TempDir()
+	token := randomToken(t)
+	secretVolume(t, dir, map[string]string{"token": token})
+	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.AuthTokenFile = filepath.Join(dir, "token") }})
+	if got := s.authToken(t); got != token {
+		t.Fatal("the sidecar replaced the Secret's token")
+	}
+	if n := s.logs.count(t, "loaded auth token", nil); n != 1 || s.logs.count(t, "generated auth token", nil) != 0 {
+		t.Fatalf("the sidecar did not load the Secret's token (%d loaded lines); logs:\n%s", n, s.logs.String())
+	}
+	served := s.served(t)
+	vars := func(key string) map[string]string {
+		return map[string]string{
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI": s.addrs.CredentialsURL(),
+			"AWS_CONTAINER_AUTHORIZATION_TOKEN":  token,
+			"AWS_REGION":                         testbed.Region,
+			"AWS_DEFAULT_REGION":                 testbed.Region,
+			"AWS_CONFIG_FILE":                    e.absent("config"),
+			"AWS_SHARED_CREDENTIALS_FILE":        e.absent("credentials"),
+			"AWS_EC2_METADATA_DISABLED":          "true",
+			"E2E_ENDPOINT":                       e.weed.Endpoint(),
+			"E2E_BUCKET":                         e.weed.Bucket(),
+			"E2E_KEY":                            key,
+		}
+	}
+
+	t.Run("boto3", func(t *testing.T) {
+		key := objectKey(t.Name())
+		got := e.runScript(t, vars(key), python(t), e.script("internal/modes/testdata/container_boto3.py"))
+		checkClient(t, got, "container-role", testbed.DefaultRoleName)
+		if got.KeyIDLast4 != last4(served.AccessKeyID) {
+			t.Errorf("boto3's key ends in %q, the endpoint serves %s", got.KeyIDLast4, creds.MaskKeyID(served.AccessKeyID))
+		}
+		e.checkObject(t, key, got.ETag)
+	})
+
+	t.Run("aws-sdk-go", func(t *testing.T) {
+		key := objectKey(t.Name())
+		e.isolateAWSEnv(t, vars(key))
+		ctx, cancel := context.WithTimeout(t.Context(), guard)
+		defer cancel()
+		sess, err := session.NewSession()
+		if err != nil {
+			t.Fatalf("new session: %v", err)
+		}
+		v, err := sess.Config.Credentials.GetWithContext(ctx)
+		if err != nil {
+			t.Fatalf("get credentials: %v", err)
+		}
+		if v.ProviderName != endpointcredsv1.ProviderName || v.AccessKeyID != served.AccessKeyID {
+			t.Errorf("credentials from %q with key %s, want %s's, key %s", v.ProviderName, creds.MaskKeyID(v.AccessKeyID),
+				endpointcredsv1.ProviderName, creds.MaskKeyID(served.AccessKeyID))
+		}
+		endpoint := awsv1.String(e.weed.Endpoint())
+		id, err := stsv1.New(sess, &awsv1.Config{Endpoint: endpoint}).GetCallerIdentityWithContext(ctx, &stsv1.GetCallerIdentityInput{})
+		if err != nil {
+			t.Fatalf("GetCallerIdentity: %v", err)
+		}
+		checkRole(t, awsv1.StringValue(id.Arn), testbed.DefaultRoleName)
+		put, err := s3v1.New(sess, &awsv1.Config{Endpoint: endpoint, S3ForcePathStyle: awsv1.Bool(true)}).
+			PutObjectWithContext(ctx, &s3v1.PutObjectInput{
+				Bucket: awsv1.String(e.weed.Bucket()), Key: awsv1.String(key),
+				Body: strings.NewReader("written by aws-sdk-go through credsidecar\n"),
+			})
+		if err != nil {
+			t.Fatalf("PutObject: %v", err)
+		}
+		e.checkObject(t, key, awsv1.StringValue(put.ETag))
+	})
+
+	t.Run("other token refused", func(t *testing.T) {
+		status, _ := s.do(t, http.MethodGet, s.addrs.CredentialsURL(), map[string]string{"Authorization": randomToken(t)})
+		if status != http.StatusUnauthorized {
+			t.Fatalf("credentials with another token = %d, want 401", status)
+		}
+	})
+}
+
+// The AWS CLI runs the built `sidecar credential-process` from a profile's credential_process
+// line and signs with what it prints. The binary gets there as in a pod: `sidecar install`
+// copies it into a directory standing for the shared emptyDir.
+func testCredentialProcess(t *testing.T, e *env, b *build) {
+	s := e.startSidecar(t, sidecarOptions{})
+	shared := t.TempDir()
+	if out, err := exec.Command(b.wait(t), "install", shared).CombinedOutput(); err != nil {
+		t.Fatalf("sidecar install %s: %v\n%s", shared, err, out)
+	}
+	bin := filepath.Join(shared, "sidecar")
+	cli := awsCLI(t, python(t))
+	if strings.ContainsAny(bin+s.cfg.AuthTokenFile, " '\"\\") {
+		t.Fatalf("paths need quoting in credential_process: %q %q", bin, s.cfg.AuthTokenFile)
+	}
+	cfg := filepath.Join(t.TempDir(), "config")
+	body := fmt.Sprintf("[profile app]\ncredential_process = %s credential-process --endpoint %s --auth-token-file %s\nregion = %s\n",
+		bin, s.addrs.CredentialsURL(), s.cfg.AuthTokenFile, testbed.Region)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := s.credentialRequests(t)
+	stdout, stderr, err := e.runClient(t, map[string]string{
+		"AWS_CONFIG_FILE":             cfg,
+		"AWS_SHARED_CREDENTIALS_FILE": e.absent("credentials"),
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}, cli, "sts", "get-caller-identity", "--profile", "app", "--endpoint-url", e.weed.Endpoint(), "--output", "json")
+	if err != nil {
+		t.Fatalf("aws sts get-caller-identity: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	var id struct{ Arn, Account, UserId string }
+	if err := json.Unmarshal([]byte(stdout), &id); err != nil {
+		t.Fatalf("aws sts get-caller-identity printed %q: %v", stdout, err)
+	}
+	t.Logf("aws sts get-caller-identity: %s", id.Arn)
+	checkRole(t, id.Arn, testbed.DefaultRoleName)
+	if after := s.credentialRequests(t); after <= before {
+		t.Errorf("the credentials endpoint answered %d requests before and %d after: the CLI did not go through the sidecar", before, after)
+	}
+}
+
+// The credentials file holds what the endpoint serves, real SDKs read it, every refresh
+// rewrites it, and a reader never catches it half-written.
+func testCredentialsFile(t *testing.T, e *env) {
+	path := filepath.Join(t.TempDir(), "credentials")
+	s := e.startSidecar(t, sidecarOptions{
+		// The refreshes below move the sidecar's clock hours ahead of the wall clock that the
+		// token and SeaweedFS's credentials live by, so both must outlast that: a day-long token
+		// and 12 h sessions. With the window at its largest, the first refresh comes 66 min in
+		// and every later one a minute after the previous (the manager's floor), so 100 of them
+		// take under 3 h of fake time.
+		token: testbed.TokenRequest{Lifetime: 24 * time.Hour},
+		configure: func(c *config.Config) {
+			c.CredentialsFile = path
+			c.Duration, c.RefreshWindow = 12*time.Hour, 10*time.Hour+54*time.Minute
+		},
+		creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
+	})
+	first := s.served(t)
+	waitForKey(t, path, first.AccessKeyID)
+	if fi, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o640 {
+		t.Errorf("file mode %v, want 0640 like the auth token", fi.Mode().Perm())
+	}
+
+	boto3 := func(t *testing.T, want servedCreds) {
+		got := e.runScript(t, map[string]string{
+			"AWS_SHARED_CREDENTIALS_FILE": path,
+			"AWS_CONFIG_FILE":             e.absent("config"),
+			"AWS_DEFAULT_REGION":          testbed.Region,
+			"AWS_EC2_METADATA_DISABLED":   "true",
+			"EXPECT_CREDS_SHA256":         want.digest(),
+			"E2E_ENDPOINT":                e.weed.Endpoint(),
+		}, python(t), e.script("internal/credfile/testdata/credfile_boto3.py"))
+		checkClient(t, got, "shared-credentials-file", testbed.DefaultRoleName)
+	}
+	t.Run("boto3", func(t *testing.T) { boto3(t, first) })
+
+	t.Run("aws-sdk-go-v2", func(t *testing.T) {
+		e.isolateAWSEnv(t, map[string]string{"AWS_SHARED_CREDENTIALS_FILE": path})
+		ctx, cancel := context.WithTimeout(t.Context(), guard)
+		defer cancel()
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(testbed.Region))
+		if err != nil {
+			t.Fatalf("load default config: %v", err)
+		}
+		c, err := cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			t.Fatalf("retrieve credentials: %v", err)
+		}
+		if !strings.Contains(c.Source, "SharedConfigCredentials") || c.AccessKeyID != first.AccessKeyID ||
+			c.SecretAccessKey != first.SecretAccessKey || c.SessionToken != first.Token {
+			t.Errorf("credentials from %q with key %s, want the file's (key %s)", c.Source, creds.MaskKeyID(c.AccessKeyID),
+				creds.MaskKeyID(first.AccessKeyID))
+		}
+		id, err := sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = aws.String(e.weed.Endpoint()) }).
+			GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			t.Fatalf("GetCallerIdentity: %v", err)
+		}
+		checkRole(t, aws.ToString(id.Arn), testbed.DefaultRoleName)
+	})
+
+	t.Run("refresh rewrites it", func(t *testing.T) {
+		s.advanceUntilUpdated(t)
+		now := s.served(t)
+		if now.AccessKeyID == first.AccessKeyID {
+			t.Fatal("the endpoint serves the same key after a refresh")
+		}
+		waitForKey(t, path, now.AccessKeyID)
+		boto3(t, now)
+	})
+
+	t.Run("readers never see half a file", func(t *testing.T) {
+		r := startReader(t, path)
+		served := map[string]servedCreds{}
+		cur := s.served(t)
+		served[cur.AccessKeyID] = cur
+		const refreshes = 100
+		for range refreshes {
+			s.advanceUntilUpdated(t)
+			cur = s.served(t)
+			served[cur.AccessKeyID] = cur
+			waitForKey(t, path, cur.AccessKeyID)
+		}
+		seen := r.stop(t)
+		if len(served) != refreshes+1 {
+			t.Fatalf("%d distinct credentials served over %d refreshes, want %d", len(served), refreshes, refreshes+1)
+		}
+		for id, c := range seen {
+			want, ok := served[id]
+			if !ok || c.SecretAccessKey != want.SecretAccessKey || c.Token != want.Token {
+				t.Fatalf("a read found key %s with a secret and token the endpoint never served with it", creds.MaskKeyID(id))
+			}
+		}
+		t.Logf("%d reads with the SDK's loader saw %d of the %d generations written", r.reads.Load(), len(seen), len(served))
+		if len(seen) < 2 {
+			t.Errorf("the reader saw %d generations: it did not overlap the rewrites", len(seen))
+		}
+	})
+}
+
+// With --chain-role-arn the endpoint serves the chained role: the app's GetCallerIdentity
+// names it, and its permissions are the chained role's.
+func testChaining(t *testing.T, e *env) {
+	chained := testbed.RoleARN(chainedRole)
+	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.ChainRoleARNs = []string{chained} }})
+	served := s.served(t)
+	if served.RoleARN != chained {
+		t.Errorf("served RoleArn %s, want the chained role %s", served.RoleARN, chained)
+	}
+	if left := time.Until(served.Expiration); left > creds.MaxChainedDuration+time.Minute {
+		t.Errorf("chained credentials live %v, longer than the 1 h AWS grants a chained session", left)
+	}
+
+	key := objectKey(t.Name())
+	e.isolateAWSEnv(t, map[string]string{
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     s.addrs.CredentialsURL(),
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": s.cfg.AuthTokenFile,
+		"AWS_REGION":                             testbed.Region,
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatalf("load default config: %v", err)
+	}
+	c, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		t.Fatalf("retrieve credentials: %v", err)
+	}
+	if c.Source != endpointcreds.ProviderName || c.AccessKeyID != served.AccessKeyID {
+		t.Errorf("credentials from %q, key %s; want the container endpoint's, key %s", c.Source,
+			creds.MaskKeyID(c.AccessKeyID), creds.MaskKeyID(served.AccessKeyID))
+	}
+	arn, etag := useGoV2(t, e, cfg, key)
+	t.Logf("GetCallerIdentity through the endpoint: %s", arn)
+	checkRole(t, arn, chainedRole)
+	e.checkObject(t, key, etag)
+	// Both hops were STS calls, and both are counted.
+	if m := s.metrics(t); !strings.Contains(m, `credsidecar_sts_requests_total{code="",result="success"} 2`+"\n") {
+		t.Errorf("metrics do not count the two calls of the chain:\n%s", grepLines(m, "credsidecar_sts_requests_total"))
+	}
+	s.logs.waitCount(t, 1, "fetched credentials", nil)
+	if !strings.Contains(s.logs.String(), `"role_arn":"`+chained+`"`) {
+		t.Error("the fetch log does not name the chained role")
+	}
+}
+
+// A token with several audiences (projected without `audience:`) is warned about once when it
+// is first read, not again at the next STS call, and once more after a rotation to another
+// such token.
+func testTokenWarnings(t *testing.T, e *env) {
+	s := e.startSidecar(t, sidecarOptions{
+		// SeaweedFS accepts the token because one of its audiences is the provider's client id;
+		// AWS would refuse it, which is why the warning matters.
+		token: testbed.TokenRequest{Audiences: e.iss.ClusterAudiences()},
+		creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
+	})
+	warning := map[string]string{"id": diagnose.IDTokenMultipleAudiences, "level": "WARN"}
+	s.logs.waitCount(t, 1, "token problem", warning)
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(line, diagnose.IDTokenMultipleAudiences) {
+			for _, k := range []string{`"what":"the token has 3 audiences`, `"why":"`, `"fix":"set ` + "`audience: "} {
+				if !strings.Contains(line, k) {
+					t.Errorf("the warning lacks %s: %s", k, line)
+				}
+			}
+		}
+	}
+	count := func() int { return s.logs.count(t, "token problem", warning) }
+
+	s.advanceUntilUpdated(t)
+	if n := s.events.calls.Load(); n != 2 {
+		t.Fatalf("%d STS calls, want 2", n)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d warnings after two STS calls with the same token, want 1", n)
+	}
+
+	if err := s.proj.Rotate(); err != nil {
+		t.Fatalf("rotate the token: %v", err)
+	}
+	receive(t, s.events.reloaded, "TokenReloaded for the rotated token")
+	s.logs.waitCount(t, 2, "token problem", warning)
+	s.advanceUntilUpdated(t)
+	if n := s.events.calls.Load(); n != 3 {
+		t.Fatalf("%d STS calls, want 3", n)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d warnings after a rotation and another STS call, want 2 (one per token)", n)
+	}
+}
+
+// useGoV2 calls GetCallerIdentity and PutObject(key) with cfg, against SeaweedFS.
+func useGoV2(t *testing.T, e *env, cfg aws.Config, key string) (arn, etag string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	endpoint := aws.String(e.weed.Endpoint())
+	id, err := sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = endpoint }).
+		GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		t.Fatalf("GetCallerIdentity: %v", err)
+	}
+	put, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = endpoint, true }).
+		PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(e.weed.Bucket()), Key: aws.String(key),
+			Body: strings.NewReader("written by aws-sdk-go-v2 through credsidecar\n"),
+		})
+	if err != nil {
+		t.Fatalf("PutObject: %v", err)
+	}
+	return aws.ToString(id.Arn), aws.ToString(put.ETag)
+}
+
+// checkRole asserts that arn is a session of role.
+func checkRole(t *testing.T, arn, role string) {
+	t.Helper()
+	if !strings.Contains(arn, ":assumed-role/"+role+"/") {
+		t.Errorf("GetCallerIdentity ARN %q is not a session of %s", arn, role)
+	}
+}
+
+// checkClient asserts what a script reports: the provider it used, that its credentials are
+// the served ones where it compared them, and the role it acted as.
+func checkClient(t *testing.T, got clientResult, provider, role string) {
+	t.Helper()
+	if got.Provider != provider {
+		t.Errorf("credential provider %q, want %q", got.Provider, provider)
+	}
+	if got.CredsMatch != nil && !*got.CredsMatch {
+		t.Error("the client's credentials are not the ones the sidecar serves")
+	}
+	checkRole(t, got.ARN, role)
+}
+
+// do sends one request and returns the status and the body.
+func (s *sidecar) do(t *testing.T, method, url string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metrics scrapes /metrics.
+func (s *sidecar) metrics(t *testing.T) string {
+	t.Helper()
+	status, body := s.do(t, http.MethodGet, s.addrs.MetricsURL()+"/metrics", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", status)
+	}
+	return body
+}
+
+var credentialRequests = regexp.MustCompile(`(?m)^credsidecar_http_requests_total\{code="200",endpoint="credentials"\} (\d+)$`)
+
+// credentialRequests is how many credential requests the endpoint answered with 200.
+func (s *sidecar) credentialRequests(t *testing.T) int {
+	t.Helper()
+	m := credentialRequests.FindStringSubmatch(s.metrics(t))
+	if m == nil {
+		return 0
+	}
+	var n int
+	fmt.Sscan(m[1], &n)
+	return n
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// secretVolume lays files out as the kubelet mounts a Secret: <dir>/<name> -> ..data/<name>,
+// ..data -> ..<timestamp>, the files in the timestamped directory.
+func secretVolume(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	const ts = "..2026_05_20_10_00_00.123456789"
+	if err := os.Mkdir(filepath.Join(dir, ts), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, ts, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var keyLine = regexp.MustCompile(`(?m)^aws_access_key_id = (\S+)$`)
+
+// waitForKey waits, on file events rather than by polling, until the credentials file at path
+// holds the access key id want.
+func waitForKey(t *testing.T, path, want string) {
+	t.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(path)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(guard)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			if m := keyLine.FindSubmatch(b); m != nil && string(m[1]) == want {
+				return
+			}
+		}
+		select {
+		case <-w.Events:
+		case err := <-w.Errors:
+			t.Fatalf("watch %s: %v", path, err)
+		case <-deadline:
+			t.Fatalf("%s does not hold key %s within %s", path, creds.MaskKeyID(want), guard)
+		}
+	}
+}
+
+// reader reads the credentials file in a loop with aws-sdk-go-v2's own shared-config loader,
+// as a short-lived process would, and records every key, secret and token it finds together.
+type reader struct {
+	stopped chan struct{}
+	done    chan error
+	reads   atomic.Int64
+	seen    map[string]aws.Credentials // by access key id; the reader's own until done
+}
+
+func startReader(t *testing.T, path string) *reader {
+	t.Helper()
+	r := &reader{stopped: make(chan struct{}), done: make(chan error, 1), seen: map[string]aws.Credentials{}}
+	go func() {
+		ctx := context.Background()
+		for {
+			select {
+			case <-r.stopped:
+				r.done <- nil
+				return
+			default:
+			}
+			n := r.reads.Add(1)
+			sc, err := awsconfig.LoadSharedConfigProfile(ctx, "default", func(o *awsconfig.LoadSharedConfigOptions) {
+				o.CredentialsFiles, o.ConfigFiles = []string{path}, []string{}
+			})
+			if err != nil {
+				r.done <- fmt.Errorf("read %d: %w", n, err)
+				return
+			}
+			c := sc.Credentials
+			if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.SessionToken == "" {
+				r.done <- fmt.Errorf("read %d: key id, secret or token missing", n)
+				return
+			}
+			if prev, ok := r.seen[c.AccessKeyID]; ok && (prev.SecretAccessKey != c.SecretAccessKey || prev.SessionToken != c.SessionToken) {
+				r.done <- fmt.Errorf("read %d: key %s came with another secret or token than before", n, creds.MaskKeyID(c.AccessKeyID))
+				return
+			}
+			r.seen[c.AccessKeyID] = c
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.stopped:
+		default:
+			close(r.stopped)
+		}
+	})
+	return r
+}
+
+// stop ends the loop and returns what it saw; a failed read fails t.
+func (r *reader) stop(t *testing.T) map[string]servedCreds {
+	t.Helper()
+	close(r.stopped)
+	if err := receive(t, r.done, "the reader's end"); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]servedCreds{}
+	for id, c := range r.seen {
+		out[id] = servedCreds{AccessKeyID: id, SecretAccessKey: c.SecretAccessKey, Token: c.SessionToken}
+	}
+	return out
+}
+
+// build is the sidecar binary, built once in the background for the credential_process test.
+type build struct {
+	done chan struct{}
+	path string
+	out  []byte
+	err  error
+}
+
+// startBuild runs `go build ./cmd/sidecar` (with -race when the tests have it, so the build
+// reuses the packages the test build compiled) into a temporary directory.
+func (e *env) startBuild(t *testing.T) *build {
+	t.Helper()
+	b := &build{done: make(chan struct{}), path: filepath.Join(t.TempDir(), "sidecar")}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		b.err = fmt.Errorf("find the go command: %w", err)
+		close(b.done)
+		return b
+	}
+	args := []string{"build", "-o", b.path}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	cmd := exec.CommandContext(ctx, goTool, append(args, "./cmd/sidecar")...)
+	cmd.Dir = e.root
+	go func() {
+		defer close(b.done)
+		defer cancel()
+		b.out, b.err = cmd.CombinedOutput()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-b.done
+	})
+	return b
+}
+
+// wait returns the binary's path once it is built.
+func (b *build) wait(t *testing.T) string {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-b.done:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("go build ./cmd/sidecar did not finish within 5 min")
+	}
+	if b.err != nil {
+		t.Fatalf("go build ./cmd/sidecar: %v\n%s", b.err, b.out)
+	}
+	t.Logf("sidecar binary ready after waiting %v", time.Since(start).Round(time.Millisecond))
+	return b.path
+}
