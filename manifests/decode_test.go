@@ -290,6 +290,7 @@ func TestRenderedManifestsMatchGolden(t *testing.T) {
 		{name: "sample job", dir: ".", golden: "sample-job.golden"},
 		{name: "monitoring", dir: "monitoring", golden: "monitoring.golden"},
 		{name: "example deployment", dir: "examples/deployment", golden: "example-deployment.golden"},
+		{name: "example legacy token", dir: "examples/legacy-token", golden: "example-legacy-token.golden"},
 		{name: "component on every kind", dir: "testdata/component-kinds", golden: "component-kinds.golden"},
 	}
 	for _, tt := range tests {
