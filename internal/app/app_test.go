@@ -1,10 +1,10 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 	"io"
 	"log/slog"
 	"net"
@@ -27,23 +27,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/testbed"
 )
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testlog.Buffer
 
 // testConfig is a valid configuration on ephemeral loopback ports.
 func testConfig(t *testing.T, roleARN, tokenFile, endpoint string) config.Config {

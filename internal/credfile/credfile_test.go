@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -127,22 +128,7 @@ func parseINI(b []byte) (map[string]map[string]string, error) {
 	return out, sc.Err()
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testlog.Buffer
 
 func newLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}

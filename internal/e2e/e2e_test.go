@@ -391,7 +391,7 @@ func sumMetric(fams map[string]*dto.MetricFamily, name string, match func(map[st
 // debug level) or a metric. It runs last, so that it sees everything the other steps caused.
 func testNoSecrets(t *testing.T, e *env) {
 	logs := e.logs.String()
-	lines, err := e.logs.lines()
+	lines, err := logRecords(e.logs)
 	if err != nil {
 		t.Fatalf("captured logs: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 	"io"
 	"log/slog"
 	"net/http"
@@ -286,26 +287,10 @@ func drain[T any](ch <-chan T) {
 	}
 }
 
-// logBuffer collects the sidecar's log output from all its goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer = testlog.Buffer
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every line as the JSON object slog wrote.
-func (b *logBuffer) lines() ([]map[string]any, error) {
+// logRecords decodes every line as the JSON object slog wrote.
+func logRecords(b *logBuffer) ([]map[string]any, error) {
 	var out []map[string]any
 	for i, line := range bytes.Split(bytes.TrimSpace([]byte(b.String())), []byte("\n")) {
 		var rec map[string]any

@@ -1,17 +1,16 @@
 package imds
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,25 +107,7 @@ func credsDigest(c *creds.Credentials) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// logBuffer collects a logger's output for tests that check what is, and is not, logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) Lines() int { return strings.Count(b.String(), "\n") }
+type logBuffer = testlog.Buffer
 
 func newLogger(level slog.Level) (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}

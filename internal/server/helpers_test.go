@@ -1,14 +1,13 @@
 package server
 
 import (
-	"bytes"
 	"context"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,23 +79,7 @@ func emptySource() funcSource {
 	return funcSource{servable: func() *creds.Credentials { return nil }}
 }
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testlog.Buffer
 
 func debugLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
