@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/credsidecar/credsidecar/internal/clock"
+)
+
+func TestMedianAndQuantile(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want float64
+	}{
+		{name: "none", in: nil, want: 0},
+		{name: "odd", in: []float64{3, 1, 2}, want: 2},
+		{name: "even", in: []float64{4, 1, 3, 2}, want: 2.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := median(tt.in); got != tt.want {
+				t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+	ds := []time.Duration{5, 1, 4, 2, 3}
+	if q := quantileDuration(ds, 0); q != 1 {
+		t.Errorf("quantile 0 = %v, want the minimum", q)
+	}
+	if q := quantileDuration(ds, 1); q != 5 {
+		t.Errorf("quantile 1 = %v, want the maximum", q)
+	}
+	if q := quantileDuration(ds, 0.5); q != 3 {
+		t.Errorf("quantile 0.5 = %v, want 3", q)
+	}
+	if ds[0] != 5 {
+		t.Error("quantileDuration sorted its input in place")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+	}{
+		{name: "defaults", args: nil},
+		{name: "some sections", args: []string{"-sections", "fleet,micro", "-fleet", "100"}},
+		{name: "unknown section", args: []string{"-sections", "speed"}, wantErr: true},
+		{name: "bad conns", args: []string{"-conns", "1,0"}, wantErr: true},
+		{name: "bad size", args: []string{"-upload-size", "1TB"}, wantErr: true},
+		{name: "zero runs", args: []string{"-runs", "0"}, wantErr: true},
+		{name: "stray argument", args: []string{"now"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := parseFlags(tt.args, io.Discard)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
+			}
+			if err == nil && (len(s.sections) == 0 || len(s.conns) == 0 || s.uploadSize <= 0) {
+				t.Errorf("parseFlags(%q) = %+v: sections, conns or size missing", tt.args, s)
+			}
+		})
+	}
+	s, _ := parseFlags(nil, io.Discard)
+	if s.uploadSize != 1<<30 || len(s.conns) != 3 || s.fleet != 10000 || s.fleetHours != 24 {
+		t.Errorf("defaults: size %d conns %v fleet %d hours %d; want 1 GiB, 1,16,64, 10000, 24", s.uploadSize, s.conns, s.fleet, s.fleetHours)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "64MiB": 64 << 20, "3KiB": 3 << 10, "17": 17} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1MiB", "1.5GiB", "1GB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) succeeded", in)
+		}
+	}
+}
+
+// The bare server must be what the endpoint comparison says it is: the same bytes after the
+// same auth check.
+func TestBareHandler(t *testing.T) {
+	body := []byte(`{"AccessKeyId":"ASIA","SecretAccessKey":"s","Token":"t","Expiration":"2026-01-01T00:00:00Z"}`)
+	h := bareHandler(body, []byte("secret-token"))
+	tests := []struct {
+		name   string
+		auth   []string
+		status int
+	}{
+		{name: "right token", auth: []string{"secret-token"}, status: 200},
+		{name: "no token", status: 401},
+		{name: "wrong token", auth: []string{"secret-tokeN"}, status: 401},
+		{name: "two tokens", auth: []string{"secret-token", "secret-token"}, status: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/v1/credentials", nil)
+			req.Header["Authorization"] = tt.auth
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d", rec.Code, tt.status)
+			}
+			if tt.status == 200 && (!bytes.Equal(rec.Body.Bytes(), body) || rec.Header().Get("Content-Type") != "application/json" ||
+				rec.Header().Get("Cache-Control") != "no-store") {
+				t.Errorf("answer %q with headers %v, want the body as JSON, no-store", rec.Body.Bytes(), rec.Header())
+			}
+		})
+	}
+}
+
+func TestVirtualSTS(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	v := newVirtualSTS(t0, time.Hour)
+	api := v.client(clk)
+	in := &sts.AssumeRoleWithWebIdentityInput{RoleSessionName: aws.String("s"), DurationSeconds: aws.Int32(3600)}
+	for _, at := range []time.Duration{0, 0, 90 * time.Second, 2 * time.Hour} {
+		clk.Set(t0.Add(at))
+		out, err := api.AssumeRoleWithWebIdentity(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exp := *out.Credentials.Expiration; !exp.Equal(clk.Now().Add(time.Hour)) {
+			t.Errorf("expiry %v, want an hour after %v", exp, clk.Now())
+		}
+	}
+	counts := v.perSecond()
+	if counts[0] != 2 || counts[90] != 1 || v.total.Load() != 4 || v.late.Load() != 1 {
+		t.Errorf("counts[0]=%d counts[90]=%d total=%d late=%d; want 2, 1, 4, 1", counts[0], counts[90], v.total.Load(), v.late.Load())
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	// Four hours: 100 calls at second 0, then one call every 10 s, with a burst of 30 calls in
+	// minute 30.
+	perSecond := make([]int64, 4*3600)
+	perSecond[0] = 100
+	for i := 10; i < len(perSecond); i += 10 {
+		perSecond[i] = 1
+	}
+	perSecond[30*60+5] += 30
+	s := summarise(perSecond)
+	if s.peakSecond != 100 || s.peakSecondAt != 0 {
+		t.Errorf("peak second %d at %d, want 100 at 0", s.peakSecond, s.peakSecondAt)
+	}
+	if s.steadyAvgMinute != 6 || s.steadyPeakMinute != 6 {
+		t.Errorf("steady average %v, peak %d per minute; want 6 and 6", s.steadyAvgMinute, s.steadyPeakMinute)
+	}
+	if s.firstWavePeak != 36 || s.firstWaveAt != 30 {
+		t.Errorf("first wave %d at minute %d, want 36 at 30", s.firstWavePeak, s.firstWaveAt)
+	}
+	if s.lastOver2x != 30 {
+		t.Errorf("last minute above twice the average = %d, want 30", s.lastOver2x)
+	}
+}
+
+func TestHistogramPNG(t *testing.T) {
+	counts := []int64{500, 10, 40, 20, 0, 30}
+	data, err := histogramPNG(counts, 10, 40, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := img.Bounds().Dx(); w != pngMarginLeft+len(counts)+pngMarginRight {
+		t.Errorf("width %d, want one pixel per bucket plus margins", w)
+	}
+	bottom := pngMarginTop + pngPlotHeight - 1
+	top := pngMarginTop
+	// Bucket 2 reaches the top of the scale; bucket 4 is empty; bucket 0 is cut and red.
+	if r, g, b, _ := img.At(pngMarginLeft+2, top).RGBA(); r>>8 != 66 || g>>8 != 110 || b>>8 != 180 {
+		t.Errorf("bucket 2 at the top: colour %d,%d,%d, want the bar colour", r>>8, g>>8, b>>8)
+	}
+	if r, g, b, _ := img.At(pngMarginLeft+4, bottom-5).RGBA(); r>>8 != 255 || g>>8 != 255 || b>>8 != 255 {
+		t.Errorf("empty bucket 4: colour %d,%d,%d, want background", r>>8, g>>8, b>>8)
+	}
+	if r, _, _, _ := img.At(pngMarginLeft, top).RGBA(); r>>8 != 200 {
+		t.Errorf("bucket 0 above the scale: red %d, want the clipped colour", r>>8)
+	}
+}
