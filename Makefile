@@ -23,10 +23,11 @@ weed:
 deps: weed
 	@scripts/install-test-deps.sh
 
-## test: every test, with the race detector (the gate).
+## test: every test, with the race detector (the gate), then every fuzz target for a few seconds.
 test: deps
 	$(GO) vet ./...
 	$(GOTEST) -race -timeout $(TEST_TIMEOUT) ./...
+	@scripts/fuzz.sh 5s
 
 ## demo: the whole flow on real parts: issuer, projected token, SeaweedFS, sidecar, uploader.
 demo: weed
