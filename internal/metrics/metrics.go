@@ -39,6 +39,21 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	ready        atomic.Pointer[func() bool]
+	// hot caches, per endpoint and usual status, the series a request updates, resolved on
+	// first use (so unused ones never appear): a label lookup per request would be most of the
+	// endpoint's own cost.
+	hot [len(endpoints)][len(hotCodes)]atomic.Pointer[hotSeries]
+}
+
+// endpoints are the endpoint label's values, EndpointOther last.
+var endpoints = [...]string{EndpointCredentials, EndpointHealthz, EndpointReadyz, EndpointMetrics, EndpointOther}
+
+// hotCodes are the statuses the endpoints answer in normal operation and at start-up.
+var hotCodes = [...]int{200, 401, 404, 405, 503}
+
+type hotSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 var _ creds.Observer = (*Metrics)(nil)
@@ -59,7 +74,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		stsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credsidecar_sts_requests_total",
-			Help: "AssumeRoleWithWebIdentity calls by result and STS error code (empty on success).",
+			Help: "STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).",
 		}, []string{"result", "code"}),
 		stsDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "credsidecar_sts_request_duration_seconds",
@@ -140,13 +155,32 @@ func (m *Metrics) TokenReloaded(expiry time.Time) {
 // ObserveHTTP counts one HTTP request. Unknown endpoint names are counted as EndpointOther,
 // so a caller's mistake cannot grow the number of series.
 func (m *Metrics) ObserveHTTP(endpoint string, code int, took time.Duration) {
-	switch endpoint {
-	case EndpointCredentials, EndpointHealthz, EndpointReadyz, EndpointMetrics:
-	default:
-		endpoint = EndpointOther
+	e := len(endpoints) - 1
+	for i, name := range endpoints {
+		if name == endpoint {
+			e = i
+			break
+		}
 	}
+	endpoint = endpoints[e]
 	if code < 100 || code > 599 {
 		code = 0
+	}
+	for c, hot := range hotCodes {
+		if hot != code {
+			continue
+		}
+		s := m.hot[e][c].Load()
+		if s == nil {
+			s = &hotSeries{
+				requests: m.httpRequests.WithLabelValues(endpoint, strconv.Itoa(code)),
+				duration: m.httpDuration.WithLabelValues(endpoint),
+			}
+			m.hot[e][c].Store(s)
+		}
+		s.requests.Inc()
+		s.duration.Observe(took.Seconds())
+		return
 	}
 	m.httpRequests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
 	m.httpDuration.WithLabelValues(endpoint).Observe(took.Seconds())

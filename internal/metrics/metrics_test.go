@@ -26,7 +26,7 @@ func TestSTSCall(t *testing.T) {
 			name:  "success and errors by code",
 			calls: [][2]string{{"success", ""}, {"success", ""}, {"error", "AccessDenied"}, {"error", "Throttling"}},
 			expect: `
-# HELP credsidecar_sts_requests_total AssumeRoleWithWebIdentity calls by result and STS error code (empty on success).
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
 # TYPE credsidecar_sts_requests_total counter
 credsidecar_sts_requests_total{code="",result="success"} 2
 credsidecar_sts_requests_total{code="AccessDenied",result="error"} 1
@@ -37,7 +37,7 @@ credsidecar_sts_requests_total{code="Throttling",result="error"} 1
 			name:  "unbounded values are folded into other",
 			calls: [][2]string{{"weird", "x"}, {"error", "arn:aws:iam::123456789012:role/x"}, {"error", strings.Repeat("A", 65)}},
 			expect: `
-# HELP credsidecar_sts_requests_total AssumeRoleWithWebIdentity calls by result and STS error code (empty on success).
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
 # TYPE credsidecar_sts_requests_total counter
 credsidecar_sts_requests_total{code="other",result="error"} 2
 credsidecar_sts_requests_total{code="x",result="other"} 1
