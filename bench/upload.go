@@ -200,7 +200,7 @@ func benchUpload(ctx context.Context, e *env, r *report) error {
 		each = append(each, fmt.Sprintf("%.2f", x))
 	}
 	r.p("A %s file of random bytes uploaded to SeaweedFS by the built `cmd/uploader` (flags: --file, --path-style, "+
-		"defaults otherwise: 16 MiB parts, 4 in parallel, GetCallerIdentity before and HeadObject with a full CRC64NVME "+
+		"defaults otherwise: 8 MiB parts, 4 in parallel, GetCallerIdentity before and HeadObject with a full CRC64NVME "+
 		"check after) and by `%s s3 cp` (its defaults: 8 MiB parts, 10 in parallel), both finding their credentials "+
 		"through the sidecar (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, no other "+
 		"AWS settings). Throughput is the size over the whole command's wall time; peak RSS is ru_maxrss from wait4. "+

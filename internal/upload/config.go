@@ -18,7 +18,7 @@ import (
 const (
 	DefaultRegion           = "ap-northeast-2"
 	DefaultTimezone         = "Asia/Seoul"
-	DefaultPartSize         = 16 * MiB
+	DefaultPartSize         = 8 * MiB
 	DefaultConcurrency      = 4
 	DefaultProgressInterval = 5 * time.Second
 

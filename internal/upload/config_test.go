@@ -29,7 +29,7 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, c Config) {
 				want := Config{
 					Bucket: "my-bucket", Region: DefaultRegion, Key: "uploads/aks-oidc-test-20261125_173015.txt",
-					Timezone: DefaultTimezone, PartSize: 16 * MiB, Concurrency: 4, ProgressInterval: 5 * time.Second, LogFormat: "json",
+					Timezone: DefaultTimezone, PartSize: 8 * MiB, Concurrency: 4, ProgressInterval: 5 * time.Second, LogFormat: "json",
 				}
 				c.Location = nil
 				if c != want {
@@ -164,7 +164,7 @@ func TestParseHelpAndVersion(t *testing.T) {
 		t.Fatalf("Parse(-h) = %v, want flag.ErrHelp", err)
 	}
 	// --help shows defaults and the environment fallbacks, as STYLE.md asks.
-	for _, want := range []string{"S3_BUCKET_NAME", "AWS_REGION", "ap-northeast-2", "Asia/Seoul", "16MiB", "AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL", "5s"} {
+	for _, want := range []string{"S3_BUCKET_NAME", "AWS_REGION", "ap-northeast-2", "Asia/Seoul", "8MiB", "AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL", "5s"} {
 		if !strings.Contains(usage.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, usage.String())
 		}
