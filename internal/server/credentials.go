@@ -111,7 +111,10 @@ func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := fresh(h.src.Servable(), h.clock.Now())
-	if c == nil {
+	if c == nil && h.cache.Load() == nil {
+		// Only before anything was ever served: a first fetch is then in flight. Once served
+		// credentials have run out (an STS outage past the floor), waiting would only slow
+		// every SDK's retry loop down.
 		c = h.waitFirst(r.Context())
 	}
 	if c == nil {

@@ -501,3 +501,46 @@ func TestUnavailableExplained(t *testing.T) {
 		})
 	}
 }
+
+// TestNoWaitAfterCredentialsRanOut: the cold-start wait is for the first fetch only. When served
+// credentials fall below the floor during an STS outage, a request gets its 503 at once instead
+// of holding every SDK retry for the cold-start wait.
+func TestNoWaitAfterCredentialsRanOut(t *testing.T) {
+	var cur atomic.Pointer[creds.Credentials]
+	var waits atomic.Int64
+	src := funcSource{
+		servable: func() *creds.Credentials { return cur.Load() },
+		wait: func(ctx context.Context) *creds.Credentials {
+			waits.Add(1)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	mux, _ := newCredentials(src, loadToken(t), WithClock(fakeClock()), WithColdStartWait(time.Millisecond))
+	get := func() int {
+		req := httptest.NewRequest(http.MethodGet, CredentialsPath, nil)
+		req.Header.Set("Authorization", authToken)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	steps := []struct {
+		name      string
+		creds     *creds.Credentials
+		wantCode  int
+		wantWaits int64
+	}{
+		{name: "cold start waits for the first fetch", creds: nil, wantCode: 503, wantWaits: 1},
+		{name: "served", creds: testCreds(testStart.Add(time.Hour)), wantCode: 200, wantWaits: 1},
+		{name: "ran out: 503 without waiting", creds: nil, wantCode: 503, wantWaits: 1},
+	}
+	for _, s := range steps {
+		cur.Store(s.creds)
+		if got := get(); got != s.wantCode {
+			t.Fatalf("%s: status %d, want %d", s.name, got, s.wantCode)
+		}
+		if got := waits.Load(); got != s.wantWaits {
+			t.Fatalf("%s: Wait called %d times in all, want %d", s.name, got, s.wantWaits)
+		}
+	}
+}
