@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,40 +85,19 @@ func newEnv(t *testing.T) *env {
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
 	e.authTokenFile = cfg.AuthTokenFile
 
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{
-		Logger:       app.NewLogger(e.logs, cfg.LogFormat, cfg.LogLevel),
-		Version:      "e2e",
-		Clock:        e.clk,
-		CredsOptions: []creds.Option{creds.WithObserver(e.events)},
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("start sidecar: %v", err)
-	}
-	e.addrs = a.Addrs()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	// Registered before the sidecar starts, so it runs after the sidecar has stopped.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sidecar Run = %v, want nil after cancel", err)
-			}
-		case <-time.After(guard):
-			t.Errorf("sidecar did not stop within %s", guard)
-		}
 		if t.Failed() {
 			t.Logf("sidecar logs:\n%s", e.logs.String())
 		}
 	})
-
-	readyCtx, readyCancel := context.WithTimeout(ctx, guard)
-	defer readyCancel()
-	if !a.WaitReady(readyCtx) {
-		t.Fatalf("sidecar not ready within %s; logs:\n%s", guard, e.logs.String())
-	}
+	a := app.StartForTest(t, cfg, app.Options{
+		Logger:       app.NewLogger(e.logs, cfg.LogFormat, cfg.LogLevel),
+		Version:      "e2e",
+		Clock:        e.clk,
+		CredsOptions: []creds.Option{creds.WithObserver(e.events)},
+	}, guard)
+	e.addrs = a.Addrs()
 	receive(t, e.events.updated, "the first CredentialsUpdated")
 	e.served(t)
 	return e

@@ -115,39 +115,18 @@ func (e *env) startSidecar(t *testing.T, o sidecarOptions) *sidecar {
 		s.timers++
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{
-		Logger:       app.NewLogger(s.logs, cfg.LogFormat, cfg.LogLevel),
-		Version:      "modes-e2e",
-		Clock:        s.clk,
-		CredsOptions: append([]creds.Option{creds.WithObserver(s.events)}, o.creds...),
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("start sidecar: %v", err)
-	}
-	s.addrs = a.Addrs()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sidecar Run = %v, want nil after cancel", err)
-			}
-		case <-time.After(guard):
-			t.Errorf("sidecar did not stop within %s", guard)
-		}
 		if t.Failed() {
 			t.Logf("sidecar logs:\n%s", s.logs.String())
 		}
 	})
-	readyCtx, readyCancel := context.WithTimeout(ctx, guard)
-	defer readyCancel()
-	if !a.WaitReady(readyCtx) {
-		t.Fatalf("sidecar not ready within %s; logs:\n%s", guard, s.logs.String())
-	}
+	a := app.StartForTest(t, cfg, app.Options{
+		Logger:       app.NewLogger(s.logs, cfg.LogFormat, cfg.LogLevel),
+		Version:      "modes-e2e",
+		Clock:        s.clk,
+		CredsOptions: append([]creds.Option{creds.WithObserver(s.events)}, o.creds...),
+	}, guard)
+	s.addrs = a.Addrs()
 	receive(t, s.events.updated, "the first CredentialsUpdated")
 	return s
 }

@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -70,37 +69,14 @@ func startApp(t *testing.T, b *bed, clk clock.Clock) *appSidecar {
 	cfg.AuthTokenFile = filepath.Join(dir, "auth-token")
 	cfg.LogLevel = -4 // debug: the logs are what tests wait on
 
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{
+	a := app.StartForTest(t, cfg, app.Options{
 		Logger: s.logs.logger(),
 		Clock:  clk,
 		// The observer replaces the metrics' one, so tests can count STS calls.
 		CredsOptions: []creds.Option{creds.WithObserver(s.obs), creds.WithRand(func() float64 { return 0.5 })},
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("app.New: %v", err)
-	}
+	}, guard)
 	s.app = a
 	s.url = a.Addrs().CredentialsURL()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sidecar Run: %v", err)
-			}
-		case <-time.After(guard):
-			t.Errorf("sidecar did not stop within %s", guard)
-		}
-	})
-	rctx, rcancel := context.WithTimeout(ctx, guard)
-	defer rcancel()
-	if !a.WaitReady(rctx) {
-		t.Fatalf("sidecar not ready within %s", guard)
-	}
 	auth, err := os.ReadFile(cfg.AuthTokenFile)
 	if err != nil {
 		t.Fatal(err)
