@@ -1,11 +1,9 @@
 package credprocess
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/sdkclient"
 )
 
 // Real clients run this package's Main (the test binary itself, see TestMain) as the
@@ -50,11 +49,12 @@ func credsDigest(c *creds.Credentials) string {
 }
 
 func TestBotocoreRunsProcess(t *testing.T) {
-	py := python(t)
+	py := sdkclient.Python(t)
 	c := realLookingCreds(t, time.Now().Add(time.Hour))
 	e := newEndpoint(t, c)
 	cfg := processProfile(t, e)
-	out := runJSON(t, py, []string{"testdata/credprocess_boto3.py"}, map[string]string{
+	out := sdkclient.RunJSON(t, py, []string{"testdata/credprocess_boto3.py"}, map[string]string{
+		mainEnv:               "1", // the process the profile names is this test binary
 		"AWS_CONFIG_FILE":     cfg,
 		"PROFILE":             profile,
 		"EXPECT_CREDS_SHA256": credsDigest(c),
@@ -90,7 +90,7 @@ func TestAWSCLIRunsProcess(t *testing.T) {
 	c := realLookingCreds(t, time.Now().Add(time.Hour))
 	e := newEndpoint(t, c)
 	cfg := processProfile(t, e)
-	out := run(t, aws, []string{"configure", "list", "--profile", profile}, map[string]string{"AWS_CONFIG_FILE": cfg})
+	out := sdkclient.Run(t, aws, []string{"configure", "list", "--profile", profile}, map[string]string{"AWS_CONFIG_FILE": cfg, mainEnv: "1"})
 	if !strings.Contains(out, "custom-process") || !strings.Contains(out, c.AccessKeyID[len(c.AccessKeyID)-4:]) {
 		t.Fatalf("aws configure list does not show the process's key:\n%s", out)
 	}
@@ -132,48 +132,4 @@ func TestGoSDKv2RunsProcess(t *testing.T) {
 	if !got.CanExpire || !got.Expires.Equal(c.Expiration) || got.AccountID != c.AccountID {
 		t.Errorf("expiry %v (can expire %v), account %q; want %s and %s", got.Expires, got.CanExpire, got.AccountID, c.Expiration, c.AccountID)
 	}
-}
-
-// python returns the interpreter boto3 is installed for, resolved through PATH once.
-func python(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no SDK subprocesses")
-	}
-	out, err := exec.Command("python3", "-c", "import sys, boto3; print(sys.executable)").Output()
-	if err != nil {
-		t.Fatalf("python3 with boto3 is needed (run `make deps`): %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// run runs a client with only the given environment plus PATH, an empty HOME, no shared
-// credentials file and the switch that makes the test binary act as the command.
-func run(t *testing.T, name string, args []string, env map[string]string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true", mainEnv + "=1"}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
-}
-
-func runJSON(t *testing.T, name string, args []string, env map[string]string) map[string]any {
-	t.Helper()
-	out := strings.TrimSpace(run(t, name, args, env))
-	lines := strings.Split(out, "\n")
-	var m map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
-		t.Fatalf("%s: last line is not JSON: %v\n%s", name, err, out)
-	}
-	return m
 }

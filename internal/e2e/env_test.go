@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/credsidecar/credsidecar/internal/testlog"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 )
 
 // guard bounds every wait for something asynchronous (a file event, an STS round trip, a

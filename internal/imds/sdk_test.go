@@ -1,15 +1,10 @@
 package imds
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/credsidecar/credsidecar/internal/sdkclient"
 )
 
 // The tests here fetch credentials from the endpoint with the real SDKs' IMDS providers: the Go
@@ -109,7 +106,8 @@ func TestGoSDKv2RetriesUnavailable(t *testing.T) {
 func TestGoSDKv2DefaultChain(t *testing.T) {
 	c := realLookingCreds(t, time.Now(), 3*time.Hour)
 	_, ts := newTestServer(t, newTestSource(t, c))
-	isolateAWSEnv(t)
+	sdkclient.IsolateEnv(t)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false") // the one source under test
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", ts.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -134,10 +132,11 @@ func TestGoSDKv2DefaultChain(t *testing.T) {
 }
 
 func TestBotocoreProvider(t *testing.T) {
-	py := python(t)
+	py := sdkclient.Python(t)
 	c := realLookingCreds(t, time.Now(), 3*time.Hour)
 	_, ts := newTestServer(t, newTestSource(t, c))
-	out := runClient(t, py, "testdata/imds_boto3.py", map[string]string{
+	out := sdkclient.RunJSON(t, py, []string{"testdata/imds_boto3.py"}, map[string]string{
+		"AWS_EC2_METADATA_DISABLED":         "false",
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT": ts.URL,
 		"EXPECT_CREDS_SHA256":               credsDigest(c),
 	})
@@ -152,10 +151,11 @@ func TestBotocoreProvider(t *testing.T) {
 }
 
 func TestJavaScriptProvider(t *testing.T) {
-	node, modules := nodeWithSDK(t)
+	node, modules := sdkclient.Node(t)
 	c := realLookingCreds(t, time.Now(), 3*time.Hour)
 	_, ts := newTestServer(t, newTestSource(t, c))
-	out := runClient(t, node, "testdata/imds_js.cjs", map[string]string{
+	out := sdkclient.RunJSON(t, node, []string{"testdata/imds_js.cjs"}, map[string]string{
+		"AWS_EC2_METADATA_DISABLED":         "false",
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT": ts.URL,
 		"EXPECT_CREDS_SHA256":               credsDigest(c),
 		"NODE_PATH":                         modules,
@@ -168,100 +168,6 @@ func TestJavaScriptProvider(t *testing.T) {
 		"creds_match":  true,
 	}
 	checkOutput(t, out, want)
-}
-
-// isolateAWSEnv clears every variable that would let an SDK find credentials or settings
-// elsewhere than the endpoint under test.
-func isolateAWSEnv(t *testing.T) {
-	t.Helper()
-	for _, k := range awsEnv {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "no-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "no-credentials"))
-}
-
-var awsEnv = []string{
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-	"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-	"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
-	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	"AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_V1_DISABLED",
-}
-
-// python returns the interpreter boto3 is installed for, resolved once through PATH (pyenv
-// shims need the real HOME, which the clients do not get).
-func python(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no SDK subprocesses")
-	}
-	out, err := exec.Command("python3", "-c", "import sys, boto3; print(sys.executable)").Output()
-	if err != nil {
-		t.Fatalf("python3 with boto3 is needed (run `make deps`): %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// nodeWithSDK returns node and the node_modules directory that scripts/install-test-deps.sh
-// fills.
-func nodeWithSDK(t *testing.T) (node, modules string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no SDK subprocesses")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is needed (run `make deps`): %v", err)
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-	}
-	modules = filepath.Join(dir, ".cache", "js", "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "@aws-sdk", "credential-providers")); err != nil {
-		t.Fatalf("the JavaScript SDK is needed in %s (run `make deps`): %v", modules, err)
-	}
-	return node, modules
-}
-
-// runClient runs one SDK script with only the given environment (plus PATH and an empty HOME,
-// and the shared AWS files pointed at /dev/null) and returns its one JSON line.
-func runClient(t *testing.T, interpreter, script string, env map[string]string) map[string]any {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, interpreter, script)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-	}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var out map[string]any
-	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &out); jerr != nil || err != nil {
-		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", script, err, stdout.String(), stderr.String())
-	}
-	return out
 }
 
 func checkOutput(t *testing.T, got, want map[string]any) {

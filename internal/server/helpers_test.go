@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"github.com/credsidecar/credsidecar/internal/testlog"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/authtoken"
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testlog"
 )
 
 // Test values. The secrets are distinctive so that the log checks can grep for them.
