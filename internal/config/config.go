@@ -596,7 +596,7 @@ func (c Config) validateListen(add func(flagName, formatted, problem string)) {
 		problem = "host must be an IP address, or empty for every interface"
 	}
 	if problem == "" && credPort == metricsPort && credPort != "0" && overlap(credHost, metricsHost) {
-		problem = "uses the port of --listen (" + c.Listen + "): the two endpoints need their own listeners"
+		problem = "uses the port of --listen (" + strconv.Quote(c.Listen) + "): the two endpoints need their own listeners"
 	}
 	if problem != "" {
 		add("metrics-listen", c.MetricsListen, problem)

@@ -232,7 +232,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "listen port out of range", env: baseEnv(), args: []string{"--listen=127.0.0.1:65536"},
 			want: `invalid configuration: --listen (CREDSIDECAR_LISTEN) = "127.0.0.1:65536": port must be a number from 0 to 65535`},
 		{name: "metrics on the credentials port", env: withEnv(map[string]string{"CREDSIDECAR_METRICS_LISTEN": ":9910"}),
-			want: `invalid configuration: --metrics-listen (CREDSIDECAR_METRICS_LISTEN) = ":9910": uses the port of --listen (127.0.0.1:9910): the two endpoints need their own listeners`},
+			want: `invalid configuration: --metrics-listen (CREDSIDECAR_METRICS_LISTEN) = ":9910": uses the port of --listen ("127.0.0.1:9910"): the two endpoints need their own listeners`},
 		{name: "metrics on a name", env: baseEnv(), args: []string{"--metrics-listen=metrics.local:9912"},
 			want: `invalid configuration: --metrics-listen (CREDSIDECAR_METRICS_LISTEN) = "metrics.local:9912": host must be an IP address, or empty for every interface`},
 		{name: "log format", env: withEnv(map[string]string{"CREDSIDECAR_LOG_FORMAT": "logfmt"}),
