@@ -92,21 +92,55 @@ func FuzzSplitArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		own, rest := splitArgs(args)
-		if len(own)+len(rest) != len(args) {
-			t.Fatalf("split %q into %q and %q", args, own, rest)
-		}
-		i, j := 0, 0
-		for _, a := range args {
-			switch {
-			case i < len(own) && own[i] == a:
-				i++
-			case j < len(rest) && rest[j] == a:
-				j++
-			default:
-				t.Fatalf("argument %q lost or reordered: %q -> %q, %q", a, args, own, rest)
-			}
+		if !interleaves(args, own, rest) {
+			t.Fatalf("split %q into %q and %q: an argument was lost, added or reordered", args, own, rest)
 		}
 	})
+}
+
+// interleaves reports whether args is own and rest merged, each keeping its order. It looks at
+// every way to merge them, since a repeated argument can belong to either side.
+func interleaves(args, own, rest []string) bool {
+	if len(own)+len(rest) != len(args) {
+		return false
+	}
+	// ok[i][j]: args[:i+j] is own[:i] merged with rest[:j].
+	ok := make([][]bool, len(own)+1)
+	for i := range ok {
+		ok[i] = make([]bool, len(rest)+1)
+	}
+	ok[0][0] = true
+	for i := 0; i <= len(own); i++ {
+		for j := 0; j <= len(rest); j++ {
+			if i > 0 && ok[i-1][j] && own[i-1] == args[i+j-1] {
+				ok[i][j] = true
+			}
+			if j > 0 && ok[i][j-1] && rest[j-1] == args[i+j-1] {
+				ok[i][j] = true
+			}
+		}
+	}
+	return ok[len(own)][len(rest)]
+}
+
+func TestInterleaves(t *testing.T) {
+	tests := []struct {
+		name            string
+		args, own, rest []string
+		want            bool
+	}{
+		{name: "repeated argument on either side", args: []string{"-0", "--p", "0", "--p"}, own: []string{"--p"}, rest: []string{"-0", "--p", "0"}, want: true},
+		{name: "reordered", args: []string{"a", "b"}, own: []string{"b", "a"}, want: false},
+		{name: "lost", args: []string{"a", "b"}, own: []string{"a"}, want: false},
+		{name: "added", args: []string{"a"}, own: []string{"a"}, rest: []string{"a"}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := interleaves(tt.args, tt.own, tt.rest); got != tt.want {
+				t.Fatalf("interleaves = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestParseArgs(t *testing.T) {
