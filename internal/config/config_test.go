@@ -6,12 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/goldenfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -384,19 +385,7 @@ func TestValidateBuiltConfig(t *testing.T) {
 func TestUsage(t *testing.T) {
 	var b strings.Builder
 	Usage(&b, "sidecar")
-	golden := filepath.Join("testdata", "usage.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.String() != string(want) {
-		t.Fatalf("usage differs from %s (run go test -update):\n%s", golden, b.String())
-	}
+	goldenfile.Check(t, filepath.Join("testdata", "usage.golden"), []byte(b.String()), *update)
 	// Every setting shows its variables and its default.
 	for _, s := range settings() {
 		for _, e := range s.envs {
