@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/credsidecar/credsidecar/internal/goldenfile"
+	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")

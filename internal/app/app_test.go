@@ -23,8 +23,8 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
-	"github.com/credsidecar/credsidecar/internal/testlog"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 type logBuffer = testlog.Buffer

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
-	"github.com/credsidecar/credsidecar/internal/testlog"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 type logBuffer = testlog.Buffer

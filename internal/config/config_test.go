@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/goldenfile"
+	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")

@@ -20,7 +20,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testlog"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 const testRoleARN = "arn:aws:iam::123456789012:role/apps/uploader"

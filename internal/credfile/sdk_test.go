@@ -10,7 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/credsidecar/credsidecar/internal/sdkclient"
+	"github.com/credsidecar/credsidecar/internal/testkit/sdkclient"
 )
 
 // Real readers of the file: the Go SDK v2's shared-config loader in process, boto3 and the

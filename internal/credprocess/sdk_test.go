@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/sdkclient"
+	"github.com/credsidecar/credsidecar/internal/testkit/sdkclient"
 )
 
 // Real clients run this package's Main (the test binary itself, see TestMain) as the

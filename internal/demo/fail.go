@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/credsidecar/credsidecar/internal/diagnose"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // failCase is one of the seed walkthrough's troubleshooting rows, set up for real.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/goldenfile"
+	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")

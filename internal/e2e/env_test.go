@@ -21,8 +21,9 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
-	"github.com/credsidecar/credsidecar/internal/testlog"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 // guard bounds every wait for something asynchronous (a file event, an STS round trip, a
@@ -91,7 +92,7 @@ func newEnv(t *testing.T) *env {
 			t.Logf("sidecar logs:\n%s", e.logs.String())
 		}
 	})
-	a := app.StartForTest(t, cfg, app.Options{
+	a := sidecartest.Start(t, cfg, app.Options{
 		Logger:       app.NewLogger(e.logs, cfg.LogFormat, cfg.LogLevel),
 		Version:      "e2e",
 		Clock:        e.clk,

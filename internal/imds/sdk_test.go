@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
-	"github.com/credsidecar/credsidecar/internal/sdkclient"
+	"github.com/credsidecar/credsidecar/internal/testkit/sdkclient"
 )
 
 // The tests here fetch credentials from the endpoint with the real SDKs' IMDS providers: the Go

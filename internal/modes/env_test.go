@@ -29,7 +29,8 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // guard bounds every wait for something asynchronous (an STS round trip, a file event, a
@@ -120,7 +121,7 @@ func (e *env) startSidecar(t *testing.T, o sidecarOptions) *sidecar {
 			t.Logf("sidecar logs:\n%s", s.logs.String())
 		}
 	})
-	a := app.StartForTest(t, cfg, app.Options{
+	a := sidecartest.Start(t, cfg, app.Options{
 		Logger:       app.NewLogger(s.logs, cfg.LogFormat, cfg.LogLevel),
 		Version:      "modes-e2e",
 		Clock:        s.clk,

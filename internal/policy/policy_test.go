@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/credsidecar/credsidecar/internal/goldenfile"
+	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")

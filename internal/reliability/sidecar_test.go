@@ -12,7 +12,8 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // bed is the real world around a sidecar: an OIDC issuer and SeaweedFS (STS and S3) trusting it.
@@ -69,7 +70,7 @@ func startApp(t *testing.T, b *bed, clk clock.Clock) *appSidecar {
 	cfg.AuthTokenFile = filepath.Join(dir, "auth-token")
 	cfg.LogLevel = -4 // debug: the logs are what tests wait on
 
-	a := app.StartForTest(t, cfg, app.Options{
+	a := sidecartest.Start(t, cfg, app.Options{
 		Logger: s.logs.logger(),
 		Clock:  clk,
 		// The observer replaces the metrics' one, so tests can count STS calls.

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/bench/load"
-	"github.com/credsidecar/credsidecar/internal/bench/proc"
-	"github.com/credsidecar/credsidecar/internal/bench/sidecarproc"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/load"
+	"github.com/credsidecar/credsidecar/internal/testkit/proc"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecarproc"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // soakDurationEnv overrides the soak's length (a Go duration), e.g. for a quick try.

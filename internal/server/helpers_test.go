@@ -13,7 +13,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/authtoken"
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testlog"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 // Test values. The secrets are distinctive so that the log checks can grep for them.

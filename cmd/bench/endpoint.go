@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/bench/load"
-	"github.com/credsidecar/credsidecar/internal/bench/sidecarproc"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/load"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecarproc"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // spawnSidecar starts the built sidecar against SeaweedFS (or stsEndpoint) with the projected
@@ -149,7 +149,7 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 	r.h2("1. Credentials endpoint throughput and latency")
 	r.p("The built `cmd/sidecar` (serving credentials it got from SeaweedFS) against the limit of this stack: "+
 		"a bare `net/http` server (no ServeMux, middleware, metrics or timeouts) in a re-executed copy of the bench binary, "+
-		"answering the sidecar's exact bytes after the same Authorization check. The load generator (`internal/bench/load`: "+
+		"answering the sidecar's exact bytes after the same Authorization check. The load generator (`internal/testkit/load`: "+
 		"closed loop, keep-alive, one request in flight per connection, like wrk) runs in the bench process, so "+
 		"all processes share the %d cores. %d runs of %s (after %s warm-up) per server and connection count, "+
 		"rotating which server goes first; every answer was checked (200, exact body).",

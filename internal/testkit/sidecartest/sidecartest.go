@@ -1,20 +1,22 @@
-package app
+// Package sidecartest runs a whole sidecar in-process for a test, through package app.
+package sidecartest
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/app"
 	"github.com/credsidecar/credsidecar/internal/config"
 )
 
-// StartForTest runs a whole sidecar in-process for t: New, Run in a goroutine, and a wait until
+// Start runs a whole sidecar in-process for t: New, Run in a goroutine, and a wait until
 // it can serve credentials. t's clean-up stops it and fails t if it does not stop cleanly within
 // guard; a start or readiness failure fails t at once.
-func StartForTest(t testing.TB, cfg config.Config, opts Options, guard time.Duration) *App {
+func Start(t testing.TB, cfg config.Config, opts app.Options, guard time.Duration) *app.App {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, opts)
+	a, err := app.New(ctx, cfg, opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("start sidecar: %v", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/authtoken"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/server"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // microFixture is what the Go benchmarks work on: a creds.Manager holding credentials it got
@@ -175,7 +175,7 @@ func benchMicro(ctx context.Context, e *env, r *report) error {
 		e.log.Info("micro", "name", mb.name, "ns_per_op", fmt.Sprintf("%.1f", median(ns)))
 	}
 	r.h2("Go benchmarks")
-	r.p("`testing.Benchmark`, %s each, median of 3; also `go test -bench . ./bench` (needs the weed binary). "+
+	r.p("`testing.Benchmark`, %s each, median of 3; also `go test -bench . ./cmd/bench` (needs the weed binary). "+
 		"The handler benchmarks call the credentials endpoint's full handler (ServeMux, middleware, auth check, "+
 		"cached answer) without the network; its credentials come from SeaweedFS through a real Manager. "+
 		"CredentialsHandlerParallel runs on all %d Ps, so its ns/op is per request across them.", e.s.microTime, runtime.GOMAXPROCS(0))

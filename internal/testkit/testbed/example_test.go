@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 func ExampleIssuer_Mint() {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // stsProxy sits between the sidecar and SeaweedFS's STS: it counts AssumeRoleWithWebIdentity

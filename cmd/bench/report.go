@@ -27,7 +27,7 @@ func newReport(s settings) *report {
 		flags = "`" + strings.Join(os.Args[1:], " ") + "`"
 	}
 	fmt.Fprintf(&r.b, "# credsidecar benchmarks, %s\n\n", s.date)
-	r.p("Written by `make bench` (`go run ./bench`). Every figure is the median of the runs stated " +
+	r.p("Written by `make bench` (`go run ./cmd/bench`). Every figure is the median of the runs stated " +
 		"with it; ratios are measured side by side in the same run, alternating which side goes first. " +
 		"Targets are the ones of issue 7; a figure that misses its target says so.")
 	r.h2("Machine")

@@ -1,6 +1,6 @@
 // Command bench measures credsidecar against its targets and writes the report
-// bench/results/<YYYY-MM-DD>.md (with the fleet histogram as a PNG beside it), then prints it.
-// `make bench` runs it as `go run ./bench`; every run count and duration is a flag, and the
+// docs/bench/<YYYY-MM-DD>.md (with the fleet histogram as a PNG beside it), then prints it.
+// `make bench` runs it as `go run ./cmd/bench`; every run count and duration is a flag, and the
 // defaults finish in about ten minutes on 2 cores.
 //
 // The figures come from the real parts wherever they run here: the built cmd/sidecar and
@@ -30,8 +30,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/bench/sidecarproc"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/sidecarproc"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 func main() {
@@ -91,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var sections, conns, uploadSize string
-	fs.StringVar(&s.out, "out", "bench/results", "directory of the report, relative to the repository root")
+	fs.StringVar(&s.out, "out", "docs/bench", "directory of the report, relative to the repository root")
 	fs.StringVar(&sections, "sections", strings.Join(sectionNames(), ","), "sections to run, comma-separated")
 	fs.StringVar(&s.date, "date", time.Now().UTC().Format(time.DateOnly), "the report's date (its file name)")
 	fs.IntVar(&s.runs, "runs", 7, "endpoint: runs per server and connection count (alternating)")

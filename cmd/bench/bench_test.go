@@ -4,10 +4,10 @@ import (
 	"context"
 	"testing"
 
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
-// BenchmarkSidecar runs the report's Go benchmarks (`go test -bench . ./bench`) on one fixture:
+// BenchmarkSidecar runs the report's Go benchmarks (`go test -bench . ./cmd/bench`) on one fixture:
 // an issuer, SeaweedFS, a projected token and a creds.Manager holding credentials from it. A
 // benchmark with sub-benchmarks runs its body once, so SeaweedFS starts once.
 func BenchmarkSidecar(b *testing.B) {

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // Build compiles cmd/sidecar into dir as the Makefile's build would, and returns the binary's

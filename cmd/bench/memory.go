@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/bench/proc"
+	"github.com/credsidecar/credsidecar/internal/testkit/proc"
 )
 
 // benchMemory measures the resident memory of fresh sidecar processes: idle once serving, then
