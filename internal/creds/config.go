@@ -73,7 +73,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("SessionName %q: want 2-64 characters of [A-Za-z0-9_+=,.@-]", c.SessionName))
 	}
 	if c.Duration < minDuration || c.Duration > maxDuration || c.Duration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("Duration %s: want whole seconds between %s and %s", c.Duration, minDuration, maxDuration))
+		errs = append(errs, fmt.Errorf("duration %s: want whole seconds between %s and %s", c.Duration, minDuration, maxDuration))
 	}
 	if c.MinRemaining < 0 {
 		errs = append(errs, fmt.Errorf("MinRemaining %s: want a positive duration", c.MinRemaining))

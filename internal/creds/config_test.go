@@ -22,7 +22,7 @@ func TestNewManagerConfig(t *testing.T) {
 		{name: "no token file", edit: func(c *Config) { c.TokenFile = "" }, wantErr: []string{"TokenFile is empty"}},
 		{name: "bad session name", edit: func(c *Config) { c.SessionName = "a b" }, wantErr: []string{"SessionName \"a b\""}},
 		{name: "duration too short", edit: func(c *Config) { c.Duration = 10 * time.Minute }, wantErr: []string{"Duration 10m0s"}},
-		{name: "duration too long", edit: func(c *Config) { c.Duration = 13 * time.Hour }, wantErr: []string{"Duration 13h0m0s"}},
+		{name: "duration too long", edit: func(c *Config) { c.Duration = 13 * time.Hour }, wantErr: []string{"duration 13h0m0s"}},
 		{name: "duration not whole seconds", edit: func(c *Config) { c.Duration = time.Hour + time.Millisecond }, wantErr: []string{"whole seconds"}},
 		{name: "window not inside duration", edit: func(c *Config) { c.Duration = 40 * time.Minute }, wantErr: []string{"RefreshWindow 40m0s", "Duration 40m0s"}},
 		{name: "floor above window", edit: func(c *Config) { c.MinRemaining = 45 * time.Minute }, wantErr: []string{"RefreshWindow 40m0s", "MinRemaining 45m0s"}},

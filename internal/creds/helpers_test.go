@@ -340,13 +340,6 @@ func (c *logCapture) String() string {
 	return c.buf.String()
 }
 
-// find returns the first record with message msg whose text contains every one of want.
-func (c *logCapture) find(msg string, want ...string) map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.findLocked(msg, want)
-}
-
 func (c *logCapture) findLocked(msg string, want []string) map[string]any {
 next:
 	for _, rec := range c.lines {
@@ -362,18 +355,6 @@ next:
 		return rec
 	}
 	return nil
-}
-
-func (c *logCapture) count(msg string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, rec := range c.lines {
-		if rec["msg"] == msg {
-			n++
-		}
-	}
-	return n
 }
 
 // waitFor blocks until a record like find's appears.

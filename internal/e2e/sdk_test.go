@@ -1,5 +1,7 @@
 package e2e
 
+//lint:file-ignore SA1019 the deprecated v1 SDK is used on purpose: apps still ship it, and its container-credentials client must work against the sidecar.
+
 import (
 	"bytes"
 	"context"
@@ -22,7 +24,7 @@ import (
 	s3v1 "github.com/aws/aws-sdk-go/service/s3"
 	stsv1 "github.com/aws/aws-sdk-go/service/sts"
 
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // clientTimeout bounds one SDK client run, a subprocess's start-up included.

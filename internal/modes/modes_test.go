@@ -1,5 +1,7 @@
 package modes
 
+//lint:file-ignore SA1019 the deprecated v1 SDK is used on purpose: apps still ship it, and its container-credentials client must work against the sidecar.
+
 import (
 	"context"
 	"encoding/json"
@@ -32,7 +34,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/diagnose"
 	"github.com/credsidecar/credsidecar/internal/imds"
-	"github.com/credsidecar/credsidecar/internal/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // TestModes runs every mode against the one SeaweedFS of the package. Each mode has a sidecar

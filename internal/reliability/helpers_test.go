@@ -95,26 +95,6 @@ next:
 	return false
 }
 
-// waitFor blocks until a line like has's appears, or fails after guard.
-func (c *logCapture) waitFor(t testing.TB, msg string, want ...string) {
-	t.Helper()
-	deadline := time.After(guard)
-	for {
-		c.mu.Lock()
-		ok := c.hasLocked(msg, want)
-		ch := c.changed
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no log %q containing %q within %s", msg, want, guard)
-		}
-	}
-}
-
 // mustNotContain fails the test if any of secrets appears in the logs.
 func (c *logCapture) mustNotContain(t testing.TB, what string, secrets ...string) {
 	t.Helper()
@@ -175,25 +155,6 @@ func (o *stsObserver) updates() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.updated
-}
-
-// waitUpdates blocks until at least n credentials updates were reported.
-func (o *stsObserver) waitUpdates(t testing.TB, n int) {
-	t.Helper()
-	deadline := time.After(guard)
-	for {
-		o.mu.Lock()
-		got, ch := o.updated, o.changed
-		o.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("%d credentials updates within %s, want %d", got, guard, n)
-		}
-	}
 }
 
 // answer is one response of the credentials endpoint.
