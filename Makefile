@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 14m
 
 export CREDSIDECAR_WEED := $(CURDIR)/.cache/bin/weed
 
-.PHONY: all build test demo demo-fail weed deps bench soak fuzz fmt vet clean
+.PHONY: all build test lint demo demo-fail weed staticcheck deps bench soak fuzz fmt vet clean
 
 all: build
 
@@ -17,17 +17,26 @@ build:
 
 ## weed: build SeaweedFS (the local STS + S3) once, at the pinned version.
 weed:
-	@scripts/install-weed.sh
+	@scripts/install-tool.sh weed tools/seaweedfs github.com/seaweedfs/seaweedfs/weed
+
+## staticcheck: the linter of the gate, at the version pinned in tools/lint.
+staticcheck:
+	@scripts/install-tool.sh staticcheck tools/lint honnef.co/go/tools/cmd/staticcheck
 
 ## deps: everything the tests need that Go does not fetch by itself.
-deps: weed
+deps: weed staticcheck
 	@scripts/install-test-deps.sh
 
-## test: every test, with the race detector (the gate), then every fuzz target for a few seconds.
-test: deps
+## test: the gate: vet and staticcheck, then every test with the race detector, never from the
+## test cache. Fuzz targets replay their corpora (testdata/fuzz) as plain tests; random fuzzing
+## is `make fuzz`, so a landing never depends on luck.
+test: deps lint
+	$(GOTEST) -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## lint: go vet and staticcheck over the module.
+lint: staticcheck
 	$(GO) vet ./...
-	$(GOTEST) -race -timeout $(TEST_TIMEOUT) ./...
-	@scripts/fuzz.sh 5s
+	.cache/bin/staticcheck ./...
 
 ## demo: the whole flow on real parts: issuer, projected token, SeaweedFS, sidecar, uploader.
 demo: weed
@@ -37,9 +46,9 @@ demo: weed
 demo-fail: weed
 	$(GO) run ./cmd/demo -fail
 
-## bench: benchmarks and the markdown report under bench/results/.
+## bench: benchmarks and the markdown report under docs/bench/.
 bench: deps
-	$(GO) run ./bench
+	$(GO) run ./cmd/bench
 
 ## soak: long runs that stay out of make test.
 soak: deps
