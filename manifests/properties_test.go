@@ -98,6 +98,49 @@ func checkHTTPProbe(t *testing.T, c corev1.Container, kind string, p *corev1.Pro
 
 // checkRestrictedContainer asserts the pod security "restricted" profile for one container,
 // taking the pod-level settings into account.
+// imageUID is the image's USER (distroless nonroot): a container that sets no runAsUser runs as it.
+const imageUID = 65532
+
+// effectiveUID is the uid a container runs as: its own runAsUser, else the pod's, else the image's.
+func effectiveUID(pod corev1.PodSpec, c corev1.Container) int64 {
+	switch {
+	case c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil:
+		return *c.SecurityContext.RunAsUser
+	case pod.SecurityContext != nil && pod.SecurityContext.RunAsUser != nil:
+		return *pod.SecurityContext.RunAsUser
+	}
+	return imageUID
+}
+
+// checkSidecarUID: the sidecar runs as a uid of its own, set on the container (a pod-level or
+// image default would be the apps' too), so that with shareProcessNamespace no app can open the
+// service-account token through /proc/<sidecar pid>/root; and it runs in a group the apps share
+// (its runAsGroup or the pod's fsGroup), so they can read the 0640 auth token it writes.
+func checkSidecarUID(t *testing.T, pod corev1.PodSpec, sidecar corev1.Container) {
+	t.Helper()
+	sc := sidecar.SecurityContext
+	if sc == nil || sc.RunAsUser == nil {
+		t.Errorf("sidecar sets no runAsUser: it would run as the apps' uid (pod or image default %d)", imageUID)
+		return
+	}
+	uid := *sc.RunAsUser
+	if pod.SecurityContext != nil && pod.SecurityContext.RunAsUser != nil && *pod.SecurityContext.RunAsUser == uid {
+		t.Errorf("sidecar runAsUser %d is the pod's: apps could read its token through /proc/<pid>/root", uid)
+	}
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		if c.Name != sidecar.Name && effectiveUID(pod, c) == uid {
+			t.Errorf("container %s runs as the sidecar's uid %d: it could read the token through /proc/<pid>/root", c.Name, uid)
+		}
+	}
+	shared := pod.SecurityContext != nil && pod.SecurityContext.FSGroup != nil
+	if sc.RunAsGroup != nil && *sc.RunAsGroup == imageUID {
+		shared = true // the apps' default group
+	}
+	if !shared {
+		t.Errorf("sidecar group %v and no pod fsGroup: the apps could not read the 0640 auth token", deref(sc.RunAsGroup))
+	}
+}
+
 func checkRestrictedContainer(t *testing.T, pod corev1.PodSpec, c corev1.Container) {
 	t.Helper()
 	sc := c.SecurityContext
@@ -203,6 +246,7 @@ func checkSidecarPod(t *testing.T, meta metav1.ObjectMeta, pod corev1.PodSpec, w
 	checkHTTPProbe(t, *sidecar, "liveness", sidecar.LivenessProbe, "/healthz")
 	checkRestrictedContainer(t, pod, *sidecar)
 	checkResources(t, *sidecar)
+	checkSidecarUID(t, pod, *sidecar)
 	if m, ok := mountOf(*sidecar, tokenVolume); !ok || m.MountPath != tokenDir || !m.ReadOnly {
 		t.Errorf("sidecar token mount %+v, want %s read-only", m, tokenDir)
 	}
