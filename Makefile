@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 14m
 
 export CREDSIDECAR_WEED := $(CURDIR)/.cache/bin/weed
 
-.PHONY: all build test lint demo demo-fail weed staticcheck deps bench soak fuzz fmt vet clean
+.PHONY: all build test lint demo demo-fail weed staticcheck kube-apiserver etcd deps bench soak fuzz fmt vet clean
 
 all: build
 
@@ -23,8 +23,17 @@ weed:
 staticcheck:
 	@scripts/install-tool.sh staticcheck tools/lint honnef.co/go/tools/cmd/staticcheck
 
+## kube-apiserver: a real Kubernetes API server for the webhook and issuer tests, built once at
+## the version pinned in tools/k8s (10-15 min cold on 2 cores, then cached like weed).
+kube-apiserver:
+	@scripts/install-tool.sh kube-apiserver tools/k8s k8s.io/kubernetes/cmd/kube-apiserver
+
+## etcd: the API server's store, Debian's etcd-server.
+etcd:
+	@scripts/install-etcd.sh
+
 ## deps: everything the tests need that Go does not fetch by itself.
-deps: weed staticcheck
+deps: weed staticcheck kube-apiserver etcd
 	@scripts/install-test-deps.sh
 
 ## test: the gate: vet and staticcheck, then every test with the race detector, never from the

@@ -20,6 +20,8 @@ const (
 	// TLSProviderName is the provider that trusts Issuer.HTTPSURL(), reaching it through
 	// tlsCaCert.
 	TLSProviderName = "aks-oidc-tls"
+	// KubeProviderName is the provider that trusts a KubeAPI's issuer (KubeAPIIAMConfig).
+	KubeProviderName = "kube-apiserver-oidc"
 )
 
 // IAMConfig is SeaweedFS's advanced IAM file (-s3.iam.config), as read by
@@ -114,6 +116,32 @@ func DefaultIAMConfig(iss *Issuer, bucket, audience string) IAMConfig {
 	if audience == "" {
 		audience = iss.Audience()
 	}
+	return trustConfig(bucket,
+		Provider{Name: ProviderName, Type: "oidc", Config: ProviderConfig{
+			Issuer:    iss.URL(),
+			ClientIDs: []string{audience},
+		}},
+		Provider{Name: TLSProviderName, Type: "oidc", Config: ProviderConfig{
+			Issuer:    iss.HTTPSURL(),
+			ClientIDs: []string{iss.HTTPSAudience()},
+			TLSCACert: iss.CAFile(),
+		}})
+}
+
+// KubeAPIIAMConfig is DefaultIAMConfig's trust setup against a real API server's issuer:
+// SeaweedFS fetches its discovery document and JWKS over https, trusting k.CAFile(), and
+// accepts tokens whose aud holds audience.
+func KubeAPIIAMConfig(k *KubeAPI, bucket, audience string) IAMConfig {
+	return trustConfig(bucket, Provider{Name: KubeProviderName, Type: "oidc", Config: ProviderConfig{
+		Issuer:    k.Issuer(),
+		ClientIDs: []string{audience},
+		TLSCACert: k.CAFile(),
+	}})
+}
+
+// trustConfig is the bed's STS settings, the providers, the role DefaultRoleARN for
+// DefaultServiceAccount in DefaultNamespace, and its bucket policy.
+func trustConfig(bucket string, providers ...Provider) IAMConfig {
 	return IAMConfig{
 		STS: STSConfig{
 			TokenDuration:    "1h",
@@ -121,24 +149,14 @@ func DefaultIAMConfig(iss *Issuer, bucket, audience string) IAMConfig {
 			Issuer:           "credsidecar-testbed-sts",
 			AccountID:        AccountID,
 		},
-		Policy: &EngineConfig{DefaultEffect: "Deny", StoreType: "memory"},
-		Providers: []Provider{
-			{Name: ProviderName, Type: "oidc", Config: ProviderConfig{
-				Issuer:    iss.URL(),
-				ClientIDs: []string{audience},
-			}},
-			{Name: TLSProviderName, Type: "oidc", Config: ProviderConfig{
-				Issuer:    iss.HTTPSURL(),
-				ClientIDs: []string{iss.HTTPSAudience()},
-				TLSCACert: iss.CAFile(),
-			}},
-		},
-		Roles:    []Role{WebIdentityRole(DefaultRoleName, Subject(DefaultNamespace, DefaultServiceAccount), DefaultPolicyName)},
-		Policies: []Policy{BucketPolicy(DefaultPolicyName, bucket)},
+		Policy:    &EngineConfig{DefaultEffect: "Deny", StoreType: "memory"},
+		Providers: providers,
+		Roles:     []Role{WebIdentityRole(DefaultRoleName, Subject(DefaultNamespace, DefaultServiceAccount), DefaultPolicyName)},
+		Policies:  []Policy{BucketPolicy(DefaultPolicyName, bucket)},
 	}
 }
 
-// WebIdentityRole is a role that tokens from either test-bed provider whose sub is subject may
+// WebIdentityRole is a role that tokens from any test-bed provider whose sub is subject may
 // assume with AssumeRoleWithWebIdentity.
 //
 // Only sub is conditioned: SeaweedFS sets the oidc:aud condition key only when aud is a single
@@ -152,7 +170,7 @@ func WebIdentityRole(name, subject string, policies ...string) Role {
 			Version: "2012-10-17",
 			Statement: []Statement{{
 				Effect:    "Allow",
-				Principal: map[string]any{"Federated": []string{ProviderName, TLSProviderName}},
+				Principal: map[string]any{"Federated": []string{ProviderName, TLSProviderName, KubeProviderName}},
 				Action:    []string{"sts:AssumeRoleWithWebIdentity"},
 				Condition: map[string]map[string]any{"StringEquals": {"oidc:sub": subject}},
 			}},

@@ -15,13 +15,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,10 +79,7 @@ type SeaweedFS struct {
 	stopTimeout               time.Duration
 	log                       *slog.Logger
 
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once weed has been reaped
-	waitErr error         // valid after exited is closed
-	wg      sync.WaitGroup
+	proc *child
 
 	closeOnce sync.Once
 	closeErr  error
@@ -187,7 +181,7 @@ func StartSeaweedFS(ctx context.Context, opts SeaweedFSOptions) (_ *SeaweedFS, e
 			return nil, fmt.Errorf("start seaweedfs: %w%s", err, s.logTail())
 		}
 	}
-	s.log.Info("seaweedfs ready", "endpoint", s.endpoint, "dir", s.dir, "pid", s.cmd.Process.Pid)
+	s.log.Info("seaweedfs ready", "endpoint", s.endpoint, "dir", s.dir, "pid", s.proc.pid())
 	return s, nil
 }
 
@@ -218,7 +212,7 @@ func (s *SeaweedFS) launch(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-s.proc.exited:
 			if attempt < attempts && ctx.Err() == nil {
 				s.log.Warn("weed exited during start-up, retrying on other ports", "attempt", attempt, "err", err)
 				s.cleanupSockets()
@@ -257,50 +251,18 @@ func (s *SeaweedFS) args() []string {
 // needs: a HOME of its own, so no ~/.seaweedfs configuration applies, and the admin key pair,
 // which mini turns into an admin identity (used to create buckets).
 func (s *SeaweedFS) startProcess() error {
-	stdout, err := os.Create(filepath.Join(s.logDir, "stdout.log"))
-	if err != nil {
-		return err
-	}
-	defer stdout.Close()
-	stderr, err := os.Create(filepath.Join(s.logDir, "stderr.log"))
-	if err != nil {
-		return err
-	}
-	defer stderr.Close()
-	cmd := exec.Command(s.bin, s.args()...)
-	cmd.Dir = s.dir
-	cmd.Env = []string{
+	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + s.dir,
 		"AWS_ACCESS_KEY_ID=" + s.adminKey,
 		"AWS_SECRET_ACCESS_KEY=" + s.adminSecret,
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = sysProcAttr()
-
-	started := make(chan error, 1)
-	exited := make(chan struct{})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		// Pdeathsig fires when the thread that started the child exits, not the process: keep
-		// this thread for this goroutine until weed has been reaped.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- fmt.Errorf("run %s: %w", s.bin, err)
-			return
-		}
-		started <- nil
-		s.waitErr = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
-		s.wg.Wait()
+	proc, err := startChild("weed", s.bin, s.args(), env, s.dir, s.logDir, s.log)
+	if err != nil {
 		return err
 	}
-	s.cmd, s.exited = cmd, exited
-	s.log.Debug("weed started", "pid", cmd.Process.Pid, "ports", s.ports)
+	s.proc = proc
+	s.log.Debug("weed ports", "pid", proc.pid(), "ports", s.ports)
 	return s.writeOwner()
 }
 
@@ -311,8 +273,8 @@ const ownerFile = "owner"
 
 func (s *SeaweedFS) writeOwner() error {
 	weedPid := 0
-	if s.cmd != nil && s.cmd.Process != nil {
-		weedPid = s.cmd.Process.Pid
+	if s.proc != nil {
+		weedPid = s.proc.pid()
 	}
 	ports := make([]string, len(s.ports))
 	for i, p := range s.ports {
@@ -381,9 +343,9 @@ func (s *SeaweedFS) waitReady(ctx context.Context) error {
 		}
 		t := time.NewTimer(delay)
 		select {
-		case <-s.exited:
+		case <-s.proc.exited:
 			t.Stop()
-			return fmt.Errorf("weed exited before it was ready (%v): %w", s.waitErr, last)
+			return fmt.Errorf("weed exited before it was ready (%v): %w", s.proc.waitErr, last)
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("weed not ready: %w (last probe: %w)", ctx.Err(), last)
@@ -445,14 +407,14 @@ func (s *SeaweedFS) RoleARN() string { return DefaultRoleARN }
 // Dir is the instance's directory: data/, logs/ and iam.json.
 func (s *SeaweedFS) Dir() string { return s.dir }
 
-// LogDir holds weed's stdout.log, stderr.log and glog files.
+// LogDir holds weed's weed.stdout.log, weed.stderr.log and glog files.
 func (s *SeaweedFS) LogDir() string { return s.logDir }
 
 // IAMConfigPath is the iam.json weed was started with.
 func (s *SeaweedFS) IAMConfigPath() string { return s.iamPath }
 
 // Pid is weed's process id (and process group id).
-func (s *SeaweedFS) Pid() int { return s.cmd.Process.Pid }
+func (s *SeaweedFS) Pid() int { return s.proc.pid() }
 
 // AdminCredentials are static credentials of an admin identity, for test set-up and checks that
 // must not depend on the web-identity path under test.
@@ -486,8 +448,9 @@ func (s *SeaweedFS) LogTail() string { return s.logTail() }
 // sockets weed could not and the instance's directory unless KeepDir. It is idempotent.
 func (s *SeaweedFS) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = s.stop()
-		s.wg.Wait()
+		if s.proc != nil {
+			s.closeErr = s.proc.stop(s.stopTimeout)
+		}
 		s.cleanupSockets()
 		if !s.keepDir && s.dir != "" {
 			if err := os.RemoveAll(s.dir); err != nil {
@@ -496,37 +459,6 @@ func (s *SeaweedFS) Close() error {
 		}
 	})
 	return s.closeErr
-}
-
-func (s *SeaweedFS) stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	pid := s.cmd.Process.Pid
-	select {
-	case <-s.exited:
-		return nil // died on its own; start-up already reported why
-	default:
-	}
-	if err := signalGroup(pid, syscall.SIGTERM); err != nil {
-		s.log.Warn("sigterm weed", "pid", pid, "err", err)
-	}
-	t := time.NewTimer(s.stopTimeout)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-		// weed is gone; anything left in its group is not, yet.
-		signalGroup(pid, syscall.SIGKILL)
-		s.log.Debug("weed stopped", "pid", pid)
-		return nil
-	case <-t.C:
-	}
-	s.log.Warn("weed ignored sigterm, killing it", "pid", pid, "after", s.stopTimeout)
-	if err := signalGroup(pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("close seaweedfs: kill pid %d: %w", pid, err)
-	}
-	<-s.exited
-	return nil
 }
 
 func (s *SeaweedFS) cleanupSockets() {
@@ -546,7 +478,7 @@ func (s *SeaweedFS) cleanupSockets() {
 
 func (s *SeaweedFS) logTail() string {
 	var b strings.Builder
-	for _, name := range []string{"stderr.log", "weed.WARNING"} {
+	for _, name := range []string{"weed.stderr.log", "weed.WARNING"} {
 		lines := tailLines(filepath.Join(s.logDir, name), 15)
 		if len(lines) > 0 {
 			fmt.Fprintf(&b, "\n--- %s ---\n%s", name, strings.Join(lines, "\n"))
@@ -575,23 +507,7 @@ func tailLines(path string, n int) []string {
 
 // FindWeed returns the weed binary: $CREDSIDECAR_WEED, else .cache/bin/weed under the root of
 // module ModulePath, found by walking up from the working directory.
-func FindWeed() (string, error) {
-	if p := os.Getenv(WeedEnv); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("find weed: %s=%s: %w", WeedEnv, p, err)
-		}
-		return p, nil
-	}
-	root, err := RepoRoot()
-	if err != nil {
-		return "", fmt.Errorf("find weed: %w", err)
-	}
-	p := filepath.Join(root, ".cache", "bin", "weed")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("find weed: %s is missing: run `make weed` (or set %s): %w", p, WeedEnv, err)
-	}
-	return p, nil
-}
+func FindWeed() (string, error) { return findCached("weed", WeedEnv, "make weed") }
 
 // RepoRoot walks up from the working directory to the directory whose go.mod declares
 // ModulePath.

@@ -51,3 +51,23 @@ func StartSeaweedFSForTest(t testing.TB, opts SeaweedFSOptions) *SeaweedFS {
 	})
 	return s
 }
+
+// StartKubeAPIForTest starts a kube-apiserver with its etcd for t and stops both in t's
+// clean-up; if t failed, their last log lines are logged first. A missing binary or a failed
+// start fails t.
+func StartKubeAPIForTest(t testing.TB, opts KubeAPIOptions) *KubeAPI {
+	t.Helper()
+	k, err := StartKubeAPI(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-apiserver at %s, files in %s:%s", k.URL(), k.Dir(), k.LogTail())
+		}
+		if err := k.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return k
+}
