@@ -2,17 +2,13 @@ package testbed
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -376,61 +371,15 @@ func newSigningKey() (*signingKey, error) {
 	return &signingKey{kid: base64.RawURLEncoding.EncodeToString(sum[:]), priv: priv}, nil
 }
 
-// writeCA creates a CA and a server certificate for 127.0.0.1, ::1 and localhost, writes the CA
-// to <dir>/issuer-ca.pem and returns the server certificate.
+// writeCA makes the HTTPS listener's certificate and writes its CA to issuer-ca.pem, the file
+// SeaweedFS's tlsCaCert names.
 func (i *Issuer) writeCA() (tls.Certificate, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := NewServingCert(i.dir, "issuer")
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate ca key: %w", err)
+		return tls.Certificate{}, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "credsidecar testbed issuer CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("create ca certificate: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("parse ca certificate: %w", err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("create server certificate: %w", err)
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	abs, err := filepath.Abs(filepath.Join(i.dir, "issuer-ca.pem"))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("write ca certificate: %w", err)
-	}
-	if err := os.WriteFile(abs, caPEM, 0o644); err != nil {
-		return tls.Certificate{}, fmt.Errorf("write ca certificate: %w", err)
-	}
-	i.caFile = abs
-	i.caPool = x509.NewCertPool()
-	i.caPool.AddCert(caCert)
-	return tls.Certificate{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}, nil
+	i.caFile, i.caPool = c.CAFile, c.Pool
+	return c.TLS, nil
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID.

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -175,8 +174,8 @@ func (k *KubeAPI) writeFiles() error {
 	}
 	k.token = randomHex(24)
 	files := map[string][]byte{
-		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"sa.key":     pemBlock("PRIVATE KEY", der),
+		"sa.pub":     pemBlock("PUBLIC KEY", pub),
 		"tokens.csv": []byte(k.token + `,admin,admin-uid,"system:masters"` + "\n"),
 	}
 	for name, body := range files {
