@@ -1,0 +1,292 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/webhook"
+)
+
+const roleARN = "arn:aws:iam::111122223333:role/app"
+
+// cluster is a real API server with the webhook registered on it, served by this test process.
+type cluster struct {
+	kube   *testbed.KubeAPI
+	client kubernetes.Interface
+	stop   func() // stops the webhook's server: the API server can no longer reach it
+	// warnings are the admission warnings the API server passed on to the client.
+	warnings *warningLog
+}
+
+// warningLog keeps the Warning headers of the API server's answers, instead of client-go's
+// default of logging them.
+type warningLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningLog) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+// since returns the warnings after the first n.
+func (w *warningLog) since(n int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.msgs[n:]...)
+}
+
+func (w *warningLog) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.msgs)
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	k := testbed.StartKubeAPIForTest(t, testbed.KubeAPIOptions{})
+	warnings := &warningLog{}
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL(), BearerToken: k.AdminToken(),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile()}, WarningHandlerWithContext: warnings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	accounts := webhook.NewAccounts(client, 0)
+	t.Cleanup(func() { cancel(); accounts.Shutdown() })
+	if err := accounts.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cert, err := testbed.NewServingCert(t.TempDir(), "webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := webhook.Defaults{Image: "ghcr.io/credsidecar/credsidecar:test", Audience: k.Issuer() + "/", Region: "eu-west-1",
+		TokenExpiration: time.Hour}
+	h := webhook.NewHandler(accounts, testDefaults(d), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	mux := http.NewServeMux()
+	mux.Handle(webhook.MutatePath, h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = srv.Close()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+
+	url := "https://" + ln.Addr().String() + webhook.MutatePath
+	fail, none, ifNeeded := admissionregv1.Fail, admissionregv1.SideEffectClassNone, admissionregv1.IfNeededReinvocationPolicy
+	timeout := int32(5)
+	cfg := &admissionregv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "credsidecar"},
+		Webhooks: []admissionregv1.MutatingWebhook{{
+			Name:                    "pods.credsidecar.io",
+			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: cert.CAPEM},
+			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create}, Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{webhook.LabelInject: "true"}},
+			FailurePolicy:           &fail,
+			SideEffects:             &none,
+			ReinvocationPolicy:      &ifNeeded,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{kube: k, client: client, stop: stop, warnings: warnings}
+}
+
+func testDefaults(d webhook.Defaults) webhook.Defaults {
+	d.CPURequest = mustQuantity("10m")
+	d.MemoryRequest = mustQuantity("32Mi")
+	d.MemoryLimit = mustQuantity("64Mi")
+	return d
+}
+
+func (c *cluster) serviceAccount(t *testing.T, name string, ann map[string]string) {
+	t.Helper()
+	_, err := c.client.CoreV1().ServiceAccounts("default").Create(t.Context(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appPod(name, sa string, labelled bool, ann map[string]string, containers ...string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+		Spec: corev1.PodSpec{ServiceAccountName: sa}}
+	if labelled {
+		p.Labels = map[string]string{webhook.LabelInject: "true"}
+	}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "registry.example/" + c + ":1"})
+	}
+	return p
+}
+
+// create creates p through the API server.
+func (c *cluster) create(t *testing.T, p *corev1.Pod) (*corev1.Pod, error) {
+	t.Helper()
+	return c.client.CoreV1().Pods("default").Create(t.Context(), p, metav1.CreateOptions{})
+}
+
+func hasSidecar(p *corev1.Pod) bool { return webhook.Injected(p) }
+
+func envValue(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func TestWebhookOnAPIServer(t *testing.T) {
+	c := startCluster(t)
+	c.serviceAccount(t, "app", map[string]string{webhook.AnnotationRoleARN: roleARN})
+	c.serviceAccount(t, "bare", nil)
+
+	// The API server learns of the webhook configuration through a watch: wait (with a
+	// deadline) until a labelled pod comes back mutated.
+	var first *corev1.Pod
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := c.create(t, appPod("first", "app", true, nil, "app"))
+		if err == nil && hasSidecar(p) {
+			first = p
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no labelled pod was stored with the sidecar within 30 s: %v", err)
+	}
+	if first.Spec.InitContainers[0].Image != "ghcr.io/credsidecar/credsidecar:test" {
+		t.Errorf("sidecar image %q", first.Spec.InitContainers[0].Image)
+	}
+
+	t.Run("labelled pod with an annotated serviceaccount is stored with the sidecar", func(t *testing.T) {
+		pod := appPod("mutated", "app", true, nil, "app", "shipper")
+		pod.Spec.Containers[1].Env = []corev1.EnvVar{{Name: "AWS_ROLE_ARN", Value: "arn:aws:iam::111122223333:role/own"}}
+		before := c.warnings.count()
+		p, err := c.create(t, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(c.warnings.since(before), "\n")
+		if !strings.Contains(got, "container shipper sets AWS_ROLE_ARN") || !strings.Contains(got, "pod had no fsGroup") {
+			t.Errorf("admission warnings %q, want shipper's AWS_ROLE_ARN and the added fsGroup named", got)
+		}
+		if envValue(p.Spec.Containers[1], "AWS_ROLE_ARN") != "arn:aws:iam::111122223333:role/own" {
+			t.Error("the container's own AWS_ROLE_ARN was not kept")
+		}
+		if len(p.Spec.InitContainers) != 1 || p.Spec.InitContainers[0].Name != webhook.SidecarName {
+			t.Fatalf("stored init containers %v, want exactly the sidecar (re-invocation must not add a second)", p.Spec.InitContainers)
+		}
+		if got := envValue(p.Spec.InitContainers[0], "AWS_ROLE_ARN"); got != roleARN {
+			t.Errorf("sidecar AWS_ROLE_ARN %q, want %q", got, roleARN)
+		}
+		for _, app := range p.Spec.Containers {
+			if envValue(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI") == "" {
+				t.Errorf("container %s has no AWS_CONTAINER_CREDENTIALS_FULL_URI", app.Name)
+			}
+		}
+	})
+	t.Run("unlabelled pod is untouched", func(t *testing.T) {
+		p, err := c.create(t, appPod("plain", "app", false, nil, "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hasSidecar(p) || envValue(p.Spec.Containers[0], "AWS_CONTAINER_CREDENTIALS_FULL_URI") != "" {
+			t.Error("an unlabelled pod was mutated")
+		}
+	})
+	t.Run("labelled pod without a role annotation is refused with the reason", func(t *testing.T) {
+		_, err := c.create(t, appPod("norole", "bare", true, nil, "app"))
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "serviceaccount default/bare: annotation credsidecar.io/role-arn: required") {
+			t.Errorf("create = %v, want Forbidden naming the serviceaccount and the annotation", err)
+		}
+	})
+	t.Run("a serviceaccount created a moment before its pod is found", func(t *testing.T) {
+		c.serviceAccount(t, "fresh", map[string]string{webhook.AnnotationRoleARN: roleARN})
+		p, err := c.create(t, appPod("fresh", "fresh", true, nil, "app"))
+		if err != nil || !hasSidecar(p) {
+			t.Errorf("create = %v (sidecar %v), want the pod stored with the sidecar", err, p != nil && hasSidecar(p))
+		}
+	})
+	t.Run("skip and include containers", func(t *testing.T) {
+		p, err := c.create(t, appPod("skip", "app", true, map[string]string{webhook.AnnotationSkipContainers: "shipper"},
+			"app", "shipper"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if envValue(p.Spec.Containers[0], "AWS_CONTAINER_CREDENTIALS_FULL_URI") == "" ||
+			envValue(p.Spec.Containers[1], "AWS_CONTAINER_CREDENTIALS_FULL_URI") != "" {
+			t.Error("skip-containers: want app configured and shipper not")
+		}
+		p, err = c.create(t, appPod("include", "app", true, map[string]string{webhook.AnnotationIncludeContainers: "shipper"},
+			"app", "shipper"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if envValue(p.Spec.Containers[0], "AWS_CONTAINER_CREDENTIALS_FULL_URI") != "" ||
+			envValue(p.Spec.Containers[1], "AWS_CONTAINER_CREDENTIALS_FULL_URI") == "" {
+			t.Error("include-containers: want shipper configured and app not")
+		}
+	})
+	t.Run("dry run is mutated and not stored", func(t *testing.T) {
+		p, err := c.client.CoreV1().Pods("default").Create(t.Context(), appPod("dry", "app", true, nil, "app"),
+			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil || !hasSidecar(p) {
+			t.Fatalf("dry-run create = %v, want the mutated pod", err)
+		}
+		if _, err := c.client.CoreV1().Pods("default").Get(t.Context(), "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("dry-run pod stored: %v", err)
+		}
+	})
+	t.Run("webhook down: labelled pods refused, unlabelled admitted", func(t *testing.T) {
+		c.stop()
+		_, err := c.create(t, appPod("down", "app", true, nil, "app"))
+		var status apierrors.APIStatus
+		if err == nil || !errors.As(err, &status) || !strings.Contains(err.Error(), "pods.credsidecar.io") {
+			t.Errorf("labelled pod with the webhook down: %v, want a refusal naming the webhook", err)
+		}
+		if _, err := c.create(t, appPod("down-plain", "app", false, nil, "app")); err != nil {
+			t.Errorf("unlabelled pod with the webhook down: %v, want it admitted", err)
+		}
+	})
+}
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
