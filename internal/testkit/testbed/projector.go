@@ -182,7 +182,7 @@ func (p *Projector) run(ctx context.Context) {
 			}
 			p.mu.Unlock()
 			if err != nil {
-				p.log.Warn("token rotation failed", "dir", p.dir, "err", err, "retry_in", p.retry)
+				p.log.Warn("token rotation failed", "dir", p.dir, "error", err, "retry_in", p.retry)
 			}
 			t.Reset(p.untilNext())
 		}

@@ -220,7 +220,7 @@ func (s *SeaweedFS) launch(ctx context.Context) error {
 		select {
 		case <-s.exited:
 			if attempt < attempts && ctx.Err() == nil {
-				s.log.Warn("weed exited during start-up, retrying on other ports", "attempt", attempt, "err", err)
+				s.log.Warn("weed exited during start-up, retrying on other ports", "attempt", attempt, "error", err)
 				s.cleanupSockets()
 				continue
 			}
@@ -509,7 +509,7 @@ func (s *SeaweedFS) stop() error {
 	default:
 	}
 	if err := signalGroup(pid, syscall.SIGTERM); err != nil {
-		s.log.Warn("sigterm weed", "pid", pid, "err", err)
+		s.log.Warn("sigterm weed", "pid", pid, "error", err)
 	}
 	t := time.NewTimer(s.stopTimeout)
 	defer t.Stop()
