@@ -739,7 +739,7 @@ func (e *env) startBuild(t *testing.T) *build {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-b.done
+		await.Receive(t, guard, b.done, "go build's end after cancel")
 	})
 	return b
 }

@@ -156,7 +156,7 @@ func (s *fakeSidecar) get(t *testing.T) *podenv.Answer {
 // the last clock move (an STS call in flight holds the refresh loop's timer back).
 func (s *fakeSidecar) settle(t *testing.T) {
 	t.Helper()
-	podenv.WaitTimers(t, guard, s.clk, s.timers)
+	await.Timers(t, guard, s.clk, s.timers)
 }
 
 // step moves the fake clock to the next timer and waits for the reaction.

@@ -4,6 +4,7 @@
 package await
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -35,6 +36,16 @@ func Done(t testing.TB, guard time.Duration, what string, fn func()) {
 		fn()
 	}()
 	Receive(t, guard, done, what)
+}
+
+// TimerWaiter is a fake clock that can block until timers are armed, as clock.Fake does.
+type TimerWaiter interface{ WaitForTimers(n int) }
+
+// Timers waits until clk has at least n timers armed, i.e. the code under test has finished
+// reacting to the last clock move and re-armed its timers, failing t after guard.
+func Timers(t testing.TB, guard time.Duration, clk TimerWaiter, n int) {
+	t.Helper()
+	Done(t, guard, fmt.Sprintf("%d armed timers on the fake clock", n), func() { clk.WaitForTimers(n) })
 }
 
 // Drain empties ch without blocking, so that the next Receive sees only what happens from now on.

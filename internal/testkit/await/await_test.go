@@ -66,6 +66,14 @@ func TestWaits(t *testing.T) {
 			defer close(block)
 			Done(tb, 10*time.Millisecond, "the stuck worker", func() { <-block })
 		}, wantFail: "no the stuck worker within 10ms"},
+		{name: "timers armed", wait: func(tb testing.TB) {
+			Timers(tb, time.Second, armed(2), 2)
+		}},
+		{name: "timers never armed", wait: func(tb testing.TB) {
+			block := make(chan struct{})
+			defer close(block)
+			Timers(tb, 10*time.Millisecond, stuckClock(block), 3)
+		}, wantFail: "no 3 armed timers on the fake clock within 10ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,3 +97,17 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("%d values left after Drain", len(ch))
 	}
 }
+
+// armed is a clock with that many timers armed.
+type armed int
+
+func (a armed) WaitForTimers(n int) {
+	if n > int(a) {
+		select {}
+	}
+}
+
+// stuckClock never gets its timers armed until its channel closes.
+type stuckClock chan struct{}
+
+func (c stuckClock) WaitForTimers(int) { <-c }

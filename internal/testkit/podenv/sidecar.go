@@ -229,7 +229,7 @@ func (s *Sidecar) fake(t testing.TB) *clock.Fake {
 // its timer: a fired timer is off the fake clock's list until its owner is done and resets it.
 func (s *Sidecar) Settle(t testing.TB) {
 	t.Helper()
-	WaitTimers(t, s.guard, s.fake(t), s.timers)
+	await.Timers(t, s.guard, s.fake(t), s.timers)
 }
 
 // Step moves the fake clock to the next timer and waits until the sidecar has reacted.
@@ -256,10 +256,4 @@ func (s *Sidecar) AdvanceUntilUpdated(t testing.TB) time.Time {
 	}
 	t.Fatalf("no refresh within a day of fake time; last log lines:\n%s", s.Logs.Tail(60))
 	return time.Time{}
-}
-
-// WaitTimers waits until clk has n timers armed, failing t after guard with how many are.
-func WaitTimers(t testing.TB, guard time.Duration, clk *clock.Fake, n int) {
-	t.Helper()
-	await.Done(t, guard, "re-armed timers", func() { clk.WaitForTimers(n) })
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 func TestBufferCollectsConcurrentLines(t *testing.T) {
@@ -31,7 +33,7 @@ func TestBufferCollectsConcurrentLines(t *testing.T) {
 					log.Debug("event", "worker", i)
 				}()
 			}
-			wg.Wait()
+			await.Done(t, 10*time.Second, "the workers' logging", wg.Wait)
 			if got := buf.Lines(); got != tt.want {
 				t.Fatalf("Lines() = %d, want %d:\n%s", got, tt.want, buf.String())
 			}
