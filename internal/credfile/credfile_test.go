@@ -20,6 +20,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -354,7 +355,7 @@ func TestReaderNeverSeesTornFile(t *testing.T) {
 		}
 	}
 	done.Store(true)
-	r := <-result
+	r := await.Receive(t, 30*time.Second, result, "the reader's result")
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -376,6 +377,10 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 	synced := make(chan struct{}, 16)
 	w.afterSync = func() { synced <- struct{}{} }
+	waitSync := func(what string) {
+		t.Helper()
+		await.Receive(t, 30*time.Second, synced, "the writer's sync after "+what)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx, src) }()
@@ -395,7 +400,7 @@ func TestRunFollowsSource(t *testing.T) {
 
 	c1 := realLookingCreds(t, start.Add(time.Hour))
 	src.Set(c1) // Run is waiting for the first credentials
-	<-synced
+	waitSync("the first credentials")
 	if keyInFile() != c1.AccessKeyID {
 		t.Fatal("first credentials not written")
 	}
@@ -403,7 +408,7 @@ func TestRunFollowsSource(t *testing.T) {
 	c2 := realLookingCreds(t, start.Add(2*time.Hour))
 	src.Set(c2)
 	w.Observer(nil).CredentialsUpdated(c2.Expiration) // the manager's publish path
-	<-synced
+	waitSync("the notification")
 	if keyInFile() != c2.AccessKeyID {
 		t.Fatal("notified credentials not written")
 	}
@@ -411,9 +416,9 @@ func TestRunFollowsSource(t *testing.T) {
 	// Without a notification, the periodic check finds new credentials.
 	c3 := realLookingCreds(t, start.Add(3*time.Hour))
 	src.Set(c3)
-	fc.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Minute)
-	<-synced
+	waitSync("the periodic check")
 	if keyInFile() != c3.AccessKeyID {
 		t.Fatal("periodic check did not write new credentials")
 	}
@@ -421,7 +426,7 @@ func TestRunFollowsSource(t *testing.T) {
 	// Below the serving floor the file keeps the last credentials.
 	src.Set(nil)
 	w.Notify()
-	<-synced
+	waitSync("the notification without servable credentials")
 	if keyInFile() != c3.AccessKeyID {
 		t.Fatal("file changed while the source had nothing servable")
 	}
@@ -437,16 +442,16 @@ func TestRunFollowsSource(t *testing.T) {
 	c4 := realLookingCreds(t, start.Add(4*time.Hour))
 	src.Set(c4)
 	w.Notify()
-	<-synced
+	waitSync("the notification with the path blocked")
 	if !strings.Contains(logs.String(), "credentials file not updated") {
 		t.Fatalf("failed write not logged:\n%s", logs)
 	}
 	if err := os.RemoveAll(path); err != nil {
 		t.Fatal(err)
 	}
-	fc.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Minute)
-	<-synced
+	waitSync("the next check")
 	if keyInFile() != c4.AccessKeyID {
 		t.Fatal("failed write not retried at the next check")
 	}
@@ -455,7 +460,7 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 
 	cancel()
-	if err := <-errc; err != nil {
+	if err := await.Receive(t, 30*time.Second, errc, "Run's return after cancel"); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
 	out := logs.String()

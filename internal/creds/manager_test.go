@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 func TestFirstFetch(t *testing.T) {
@@ -150,11 +151,11 @@ func TestColdStartWaitersShareOneCall(t *testing.T) {
 			got[i] = h.m.Wait(ctx)
 		}()
 	}
-	ready.Wait()
+	await.Done(t, guard, "the waiters' start", ready.Wait)
 	h.run()
 	h.sts.next(t) // the one call is in flight while every waiter waits
 	close(gate)
-	done.Wait()
+	await.Done(t, guard, "every waiter's return", done.Wait)
 	h.settle()
 
 	if c := h.sts.count(); c != 1 {
