@@ -27,6 +27,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -319,34 +320,8 @@ func (c *logCapture) waitFor(tb testing.TB, msg string, want ...string) map[stri
 	return c.WaitFind(tb, guard, msg, want...)
 }
 
-// recordingObserver records what metrics would count.
-type recordingObserver struct {
-	mu       sync.Mutex
-	results  []string
-	updated  chan time.Time
-	reloaded chan time.Time
-}
-
-var _ Observer = (*recordingObserver)(nil)
-
-func newRecordingObserver() *recordingObserver {
-	return &recordingObserver{updated: make(chan time.Time, 10000), reloaded: make(chan time.Time, 10000)}
-}
-
-func (o *recordingObserver) STSCall(result, code string, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.results = append(o.results, result+"/"+code)
-}
-
-func (o *recordingObserver) CredentialsUpdated(exp time.Time) { o.updated <- exp }
-func (o *recordingObserver) TokenReloaded(exp time.Time)      { o.reloaded <- exp }
-
-func (o *recordingObserver) resultList() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]string(nil), o.results...)
-}
+// The tests' observer is testkit's Recorder: it must be one to the manager.
+var _ Observer = (*observe.Recorder)(nil)
 
 func waitChan[T any](tb testing.TB, ch <-chan T, what string) T {
 	tb.Helper()
@@ -360,7 +335,7 @@ type harness struct {
 	dir  *projectedDir
 	sts  *fakeSTS
 	logs *logCapture
-	obs  *recordingObserver
+	obs  *observe.Recorder
 	cfg  Config
 	m    *Manager
 	r    float64 // jitter returned by the injected rand
@@ -377,7 +352,7 @@ func newHarness(t *testing.T) *harness {
 		dir:  newProjectedDir(t),
 		sts:  newFakeSTS(t, clk),
 		logs: newLogCapture(),
-		obs:  newRecordingObserver(),
+		obs:  observe.NewRecorder(),
 	}
 	h.cfg = Config{RoleARN: testRole, TokenFile: h.dir.path()}
 	return h

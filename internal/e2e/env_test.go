@@ -10,6 +10,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/app"
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
@@ -30,7 +31,7 @@ type env struct {
 	weed   *testbed.SeaweedFS
 	proxy  *recordingProxy
 	clk    *clock.Fake
-	events *podenv.Recorder
+	events *observe.Recorder
 	logs   *testlog.Buffer
 	addrs  app.Addrs
 	// authTokenFile is AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; the sidecar generated its content.

@@ -16,6 +16,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/server"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
@@ -38,7 +39,7 @@ const (
 type fakeSidecar struct {
 	clk    *clock.Fake
 	sts    *faultSTS
-	obs    *podenv.Recorder
+	obs    *observe.Recorder
 	logs   *testlog.Buffer
 	url    string
 	auth   string
@@ -66,7 +67,7 @@ func startFakeSidecar(t *testing.T, callTimeout time.Duration, jitter float64) *
 	s := &fakeSidecar{
 		clk:    clk,
 		sts:    newFaultSTS(t, clk, 10*callTimeout),
-		obs:    podenv.NewRecorder(),
+		obs:    observe.NewRecorder(),
 		logs:   &testlog.Buffer{},
 		jwt:    string(jwt),
 		client: &http.Client{Timeout: guard},

@@ -14,10 +14,14 @@ import (
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
+
+// The sidecars' recording observer is the manager's observer too.
+var _ creds.Observer = (*observe.Recorder)(nil)
 
 // SidecarOptions vary a sidecar from the plain one: the default role at the World's SeaweedFS,
 // loopback listeners on free ports, a generated auth token, JSON logs at debug level.
@@ -65,7 +69,7 @@ type Sidecar struct {
 	// Logs is everything the sidecar logged, as JSON at debug level.
 	Logs *testlog.Buffer
 	// Events is the credentials manager's observer, next to the metrics one the sidecar installs.
-	Events *Recorder
+	Events *observe.Recorder
 	// HTTP is a client for the sidecar's endpoints.
 	HTTP *http.Client
 
@@ -108,7 +112,7 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	s := &Sidecar{
 		Clock:  o.Clock,
 		Logs:   &testlog.Buffer{},
-		Events: NewRecorder(),
+		Events: observe.NewRecorder(),
 		HTTP:   &http.Client{Timeout: w.Guard},
 		guard:  w.Guard,
 	}

@@ -2,7 +2,7 @@
 // internal/reliability) run sidecars in, as a pod would: an OIDC issuer standing for the
 // cluster's service-account issuer, SeaweedFS as STS and S3 trusting it, and for each sidecar a
 // kubelet-style projected token, one log capture (testlog.Buffer) and one recording observer
-// (Recorder). Every wait it offers has a deadline that fails with what was awaited.
+// (observe.Recorder). Every wait it offers has a deadline that fails with what was awaited.
 //
 // SeaweedFS takes seconds to start, so a test binary shares one World:
 //

@@ -1,4 +1,4 @@
-package podenv
+package observe
 
 import (
 	"fmt"
@@ -40,6 +40,14 @@ func TestRecorderKeepsEveryEvent(t *testing.T) {
 	if got := strings.Join(r.Calls(), " "); got != "success/ error/Throttling" {
 		t.Errorf("Calls() = %q", got)
 	}
+	for i, want := range []time.Duration{time.Hour, 2 * time.Hour} {
+		if got := r.NextUpdate(t, 10*time.Second, "an update"); got.Sub(t0) != want {
+			t.Errorf("NextUpdate #%d = +%v, want +%v", i+1, got.Sub(t0), want)
+		}
+	}
+	if got := r.NextReload(t, 10*time.Second, "a reload"); got.Sub(t0) != 24*time.Hour {
+		t.Errorf("NextReload = +%v, want +24h", got.Sub(t0))
+	}
 }
 
 func TestRecorderWaitFailsWithWhat(t *testing.T) {
@@ -49,7 +57,7 @@ func TestRecorderWaitFailsWithWhat(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.WaitUpdates(tb, 10*time.Millisecond, 1)
+		r.NextUpdate(tb, 10*time.Millisecond, "credentials update #1")
 	}()
 	select {
 	case <-done:

@@ -1,28 +1,31 @@
-package podenv
+// Package observe records what the credentials manager reports to its observers (STS calls,
+// credentials updates, token reloads), for tests to assert on and wait for with a deadline. Its
+// Recorder satisfies creds.Observer without importing creds, so creds' own tests can use it too.
+// It is imported by tests only.
+package observe
 
 import (
 	"fmt"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
-// Recorder is the one creds.Observer of the suites: it keeps every STS call, credentials update
+// Recorder is the one creds.Observer of the tests: it keeps every STS call, credentials update
 // and token reload the manager reports, in order, and lets a test wait for one with a deadline.
 // Keeping everything, instead of passing events on a channel, means none is dropped and a test
-// can ask after the fact.
+// can ask after the fact; NextUpdate and NextReload hand each event out once, in order, for
+// tests that follow events one by one.
 type Recorder struct {
 	mu      sync.Mutex
 	calls   []string    // "success/" or "error/<code>"
 	updates []time.Time // the new credentials' expiry
 	reloads []time.Time // the new token's expiry
+	// nextUpdate and nextReload are how many events NextUpdate and NextReload handed out.
+	nextUpdate, nextReload int
 	// changed is closed and replaced at every event, so waiters wake on news instead of polling.
 	changed chan struct{}
 }
-
-var _ creds.Observer = (*Recorder)(nil)
 
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder { return &Recorder{changed: make(chan struct{})} }
@@ -125,4 +128,32 @@ func waitMatch(t testing.TB, r *Recorder, guard time.Duration, what string, list
 		return false
 	})
 	return found
+}
+
+// NextUpdate waits for the credentials update after the last one NextUpdate returned, and
+// returns its expiry.
+func (r *Recorder) NextUpdate(t testing.TB, guard time.Duration, what string) time.Time {
+	t.Helper()
+	return r.next(t, guard, what, &r.nextUpdate, &r.updates)
+}
+
+// NextReload waits for the token reload after the last one NextReload returned, and returns its
+// expiry.
+func (r *Recorder) NextReload(t testing.TB, guard time.Duration, what string) time.Time {
+	t.Helper()
+	return r.next(t, guard, what, &r.nextReload, &r.reloads)
+}
+
+func (r *Recorder) next(t testing.TB, guard time.Duration, what string, cursor *int, list *[]time.Time) time.Time {
+	t.Helper()
+	r.WaitFor(t, guard, what, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(*list) > *cursor
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := (*list)[*cursor]
+	*cursor++
+	return v
 }
