@@ -21,6 +21,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -131,10 +132,7 @@ func parseINI(b []byte) (map[string]map[string]string, error) {
 
 type logBuffer = testlog.Buffer
 
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
+func newLogger() (*slog.Logger, *logBuffer) { return testlog.New(slog.LevelDebug) }
 
 func TestUpdateWritesProfile(t *testing.T) {
 	dir := t.TempDir()
@@ -493,25 +491,19 @@ func TestRunReturnsWhenCancelledBeforeCredentials(t *testing.T) {
 	}
 }
 
-type countingObserver struct{ sts, updated, reloaded atomic.Int32 }
-
-func (o *countingObserver) STSCall(string, string, time.Duration) { o.sts.Add(1) }
-func (o *countingObserver) CredentialsUpdated(time.Time)          { o.updated.Add(1) }
-func (o *countingObserver) TokenReloaded(time.Time)               { o.reloaded.Add(1) }
-
 func TestObserverForwards(t *testing.T) {
 	w, err := New(filepath.Join(t.TempDir(), "credentials"), DefaultProfile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := &countingObserver{}
+	next := observe.NewRecorder()
 	o := w.Observer(next)
 	o.STSCall("success", "", time.Second)
 	o.TokenReloaded(start)
 	o.CredentialsUpdated(start)
 	o.CredentialsUpdated(start) // merged with the pending notification, never blocks
-	if next.sts.Load() != 1 || next.updated.Load() != 2 || next.reloaded.Load() != 1 {
-		t.Errorf("forwarded %d/%d/%d events, want 1/2/1", next.sts.Load(), next.updated.Load(), next.reloaded.Load())
+	if len(next.Calls()) != 1 || len(next.Updates()) != 2 || len(next.Reloads()) != 1 {
+		t.Errorf("forwarded %d/%d/%d events, want 1/2/1", len(next.Calls()), len(next.Updates()), len(next.Reloads()))
 	}
 	if len(w.kick) != 1 {
 		t.Errorf("%d pending notifications, want 1", len(w.kick))
