@@ -448,9 +448,6 @@ func (s *SeaweedFS) Dir() string { return s.dir }
 // LogDir holds weed's stdout.log, stderr.log and glog files.
 func (s *SeaweedFS) LogDir() string { return s.logDir }
 
-// IAMConfigPath is the iam.json weed was started with.
-func (s *SeaweedFS) IAMConfigPath() string { return s.iamPath }
-
 // Pid is weed's process id (and process group id).
 func (s *SeaweedFS) Pid() int { return s.cmd.Process.Pid }
 
