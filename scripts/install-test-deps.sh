@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# install-test-deps.sh installs what the SDK end-to-end tests run besides Go: the AWS SDK for
-# JavaScript v3 (from npm, into .cache/js, keyed by the lock file) and checks Python's boto3.
-# Idempotent: a second run only compares a hash.
+# install-test-deps.sh installs what the tests run besides Go: the AWS SDK for JavaScript v3
+# (from npm, into .cache/js, keyed by the lock file), Python's boto3 and the AWS CLI (`aws`, run by
+# the credential_process and credentials-file tests), the last two from Debian's packages.
+# Idempotent: a second run only compares a hash and looks the tools up; apt-get runs (after one
+# `apt-get update`) only when something is missing, and the run fails if it is still missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -20,9 +22,32 @@ if [ -f "$js_src/package-lock.json" ]; then
 	fi
 fi
 
+# Debian's packages for what is missing, one apt-get for all of them.
+missing=()
 if python3 -c 'import boto3, botocore' 2>/dev/null; then
 	echo "install-test-deps: boto3 $(python3 -c 'import boto3; print(boto3.__version__)') ready"
 else
-	echo "install-test-deps: boto3 missing; installing Debian's python3-boto3"
-	apt-get update -qq && apt-get install -y -qq python3-boto3
+	missing+=(python3-boto3)
+fi
+if command -v aws >/dev/null 2>&1; then
+	echo "install-test-deps: AWS CLI ready: $(aws --version 2>&1 | head -n1)"
+else
+	missing+=(awscli)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "install-test-deps: installing Debian's ${missing[*]}"
+	as_root=()
+	if [ "$(id -u)" -ne 0 ]; then
+		as_root=(sudo)
+	fi
+	"${as_root[@]}" apt-get update -qq
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+	python3 -c 'import boto3, botocore' || {
+		echo "install-test-deps: python3 still has no boto3 (a python3 other than Debian's on PATH?)" >&2
+		exit 1
+	}
+	command -v aws >/dev/null || {
+		echo "install-test-deps: aws still not on PATH" >&2
+		exit 1
+	}
 fi

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -281,9 +282,9 @@ func TestWatchPollPicksUpChanges(t *testing.T) {
 
 	poll := func() {
 		t.Helper()
-		fake.WaitForTimers(1)
+		await.Timers(t, 30*time.Second, fake, 1)
 		fake.Advance(time.Minute)
-		fake.WaitForTimers(1) // re-armed only after the reload finished
+		await.Timers(t, 30*time.Second, fake, 1) // re-armed only after the reload finished
 	}
 	const second = "second-token-value-0123456789abcdef"
 	steps := []struct {
@@ -317,7 +318,7 @@ func TestWatchPollPicksUpChanges(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if err := await.Receive(t, 30*time.Second, done, "Watch's return after cancel"); err != nil {
 		t.Fatalf("Watch returned %v, want nil", err)
 	}
 	out := logs.String()
@@ -371,7 +372,7 @@ func TestWatchFollowsSymlinkSwap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- tok.Watch(ctx) }()
-	fake.WaitForTimers(1) // the watcher is set up before the poll timer is armed
+	await.Timers(t, 30*time.Second, fake, 1) // the watcher is set up before the poll timer is armed
 
 	const second = "rotated-secret-value-0123456789"
 	writeVersion("..2026_01_01_01_00_00.2", second)
@@ -387,7 +388,7 @@ func TestWatchFollowsSymlinkSwap(t *testing.T) {
 		t.Fatal("old token still accepted")
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if err := await.Receive(t, 30*time.Second, done, "Watch's return after cancel"); err != nil {
 		t.Fatalf("Watch returned %v, want nil", err)
 	}
 }

@@ -3,6 +3,8 @@ package clock
 import (
 	"testing"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 func TestFakeTimers(t *testing.T) {
@@ -70,7 +72,7 @@ func TestFakeStopResetAndWait(t *testing.T) {
 		close(done)
 	}()
 	f.NewTimer(time.Minute)
-	<-done
+	await.Receive(t, 30*time.Second, done, "WaitForTimers(2) to return once a second timer is armed")
 	if !f.AdvanceToNext() {
 		t.Fatal("AdvanceToNext found no timer")
 	}

@@ -245,7 +245,7 @@ func (w *Writer) sync(c *creds.Credentials) {
 	}
 	if err := w.Update(c); err != nil {
 		w.log.Error("credentials file not updated; retrying at the next check", "path", w.path,
-			"retry_in", w.interval, "err", err)
+			"retry_in", w.interval, "error", err)
 		return
 	}
 	w.log.Debug("credentials file updated", "path", w.path, "credentials", c)

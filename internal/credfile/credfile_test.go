@@ -20,6 +20,8 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -130,10 +132,7 @@ func parseINI(b []byte) (map[string]map[string]string, error) {
 
 type logBuffer = testlog.Buffer
 
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
+func newLogger() (*slog.Logger, *logBuffer) { return testlog.New(slog.LevelDebug) }
 
 func TestUpdateWritesProfile(t *testing.T) {
 	dir := t.TempDir()
@@ -354,7 +353,7 @@ func TestReaderNeverSeesTornFile(t *testing.T) {
 		}
 	}
 	done.Store(true)
-	r := <-result
+	r := await.Receive(t, 30*time.Second, result, "the reader's result")
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -376,6 +375,10 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 	synced := make(chan struct{}, 16)
 	w.afterSync = func() { synced <- struct{}{} }
+	waitSync := func(what string) {
+		t.Helper()
+		await.Receive(t, 30*time.Second, synced, "the writer's sync after "+what)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx, src) }()
@@ -395,7 +398,7 @@ func TestRunFollowsSource(t *testing.T) {
 
 	c1 := realLookingCreds(t, start.Add(time.Hour))
 	src.Set(c1) // Run is waiting for the first credentials
-	<-synced
+	waitSync("the first credentials")
 	if keyInFile() != c1.AccessKeyID {
 		t.Fatal("first credentials not written")
 	}
@@ -403,7 +406,7 @@ func TestRunFollowsSource(t *testing.T) {
 	c2 := realLookingCreds(t, start.Add(2*time.Hour))
 	src.Set(c2)
 	w.Observer(nil).CredentialsUpdated(c2.Expiration) // the manager's publish path
-	<-synced
+	waitSync("the notification")
 	if keyInFile() != c2.AccessKeyID {
 		t.Fatal("notified credentials not written")
 	}
@@ -411,9 +414,9 @@ func TestRunFollowsSource(t *testing.T) {
 	// Without a notification, the periodic check finds new credentials.
 	c3 := realLookingCreds(t, start.Add(3*time.Hour))
 	src.Set(c3)
-	fc.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Minute)
-	<-synced
+	waitSync("the periodic check")
 	if keyInFile() != c3.AccessKeyID {
 		t.Fatal("periodic check did not write new credentials")
 	}
@@ -421,7 +424,7 @@ func TestRunFollowsSource(t *testing.T) {
 	// Below the serving floor the file keeps the last credentials.
 	src.Set(nil)
 	w.Notify()
-	<-synced
+	waitSync("the notification without servable credentials")
 	if keyInFile() != c3.AccessKeyID {
 		t.Fatal("file changed while the source had nothing servable")
 	}
@@ -437,16 +440,16 @@ func TestRunFollowsSource(t *testing.T) {
 	c4 := realLookingCreds(t, start.Add(4*time.Hour))
 	src.Set(c4)
 	w.Notify()
-	<-synced
+	waitSync("the notification with the path blocked")
 	if !strings.Contains(logs.String(), "credentials file not updated") {
 		t.Fatalf("failed write not logged:\n%s", logs)
 	}
 	if err := os.RemoveAll(path); err != nil {
 		t.Fatal(err)
 	}
-	fc.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Minute)
-	<-synced
+	waitSync("the next check")
 	if keyInFile() != c4.AccessKeyID {
 		t.Fatal("failed write not retried at the next check")
 	}
@@ -455,7 +458,7 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 
 	cancel()
-	if err := <-errc; err != nil {
+	if err := await.Receive(t, 30*time.Second, errc, "Run's return after cancel"); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
 	out := logs.String()
@@ -488,25 +491,19 @@ func TestRunReturnsWhenCancelledBeforeCredentials(t *testing.T) {
 	}
 }
 
-type countingObserver struct{ sts, updated, reloaded atomic.Int32 }
-
-func (o *countingObserver) STSCall(string, string, time.Duration) { o.sts.Add(1) }
-func (o *countingObserver) CredentialsUpdated(time.Time)          { o.updated.Add(1) }
-func (o *countingObserver) TokenReloaded(time.Time)               { o.reloaded.Add(1) }
-
 func TestObserverForwards(t *testing.T) {
 	w, err := New(filepath.Join(t.TempDir(), "credentials"), DefaultProfile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := &countingObserver{}
+	next := observe.NewRecorder()
 	o := w.Observer(next)
 	o.STSCall("success", "", time.Second)
 	o.TokenReloaded(start)
 	o.CredentialsUpdated(start)
 	o.CredentialsUpdated(start) // merged with the pending notification, never blocks
-	if next.sts.Load() != 1 || next.updated.Load() != 2 || next.reloaded.Load() != 1 {
-		t.Errorf("forwarded %d/%d/%d events, want 1/2/1", next.sts.Load(), next.updated.Load(), next.reloaded.Load())
+	if len(next.Calls()) != 1 || len(next.Updates()) != 2 || len(next.Reloads()) != 1 {
+		t.Errorf("forwarded %d/%d/%d events, want 1/2/1", len(next.Calls()), len(next.Updates()), len(next.Reloads()))
 	}
 	if len(w.kick) != 1 {
 		t.Errorf("%d pending notifications, want 1", len(w.kick))

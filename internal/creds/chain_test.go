@@ -179,10 +179,10 @@ func TestChainPublishesLastHop(t *testing.T) {
 	if got.RoleARN != hopRole2 || got.AccountID != "210987654321" {
 		t.Errorf("RoleARN, AccountID = %s, %s; want %s, 210987654321", got.RoleARN, got.AccountID, hopRole2)
 	}
-	if r := h.obs.resultList(); strings.Join(r, " ") != "success/ success/ success/" {
+	if r := h.obs.Calls(); strings.Join(r, " ") != "success/ success/ success/" {
 		t.Errorf("observed STS calls %q, want three successes (one per hop)", r)
 	}
-	if n := len(h.obs.updated); n != 1 {
+	if n := len(h.obs.Updates()); n != 1 {
 		t.Errorf("%d CredentialsUpdated, want 1: intermediate hops are never published", n)
 	}
 	h.logs.waitFor(t, "fetched credentials", MaskKeyID(got.AccessKeyID), hopRole2)
@@ -203,8 +203,8 @@ func TestChainRefreshRunsWholeChain(t *testing.T) {
 	if at := calls[1].at; !at.Equal(first.Expiration.Add(-DefaultRefreshWindow)) {
 		t.Errorf("refresh at %v, want %v (40 min before the chained credentials expire)", at, first.Expiration.Add(-DefaultRefreshWindow))
 	}
-	waitChan(t, h.obs.updated, "first CredentialsUpdated")
-	waitChan(t, h.obs.updated, "refreshed CredentialsUpdated")
+	h.obs.NextUpdate(t, guard, "first CredentialsUpdated")
+	h.obs.NextUpdate(t, guard, "refreshed CredentialsUpdated")
 	_, hops, issued := api.state()
 	webIssued := h.sts.issuedList()
 	if len(hops) != 2 || hops[1].signer != *webIssued[1].AccessKeyId {
@@ -263,7 +263,7 @@ func TestChainHopFailure(t *testing.T) {
 			want := append([]string{`"code":"` + tt.wantCode + `"`, `"class":"` + tt.wantClass.String() + `"`,
 				fmt.Sprintf("hop %d", tt.wantHop), tt.failOn}, tt.wantCause...)
 			h.logs.waitFor(t, "fetch credentials failed", want...)
-			results := h.obs.resultList()
+			results := h.obs.Calls()
 			if last := results[len(results)-1]; last != "error/"+tt.wantCode {
 				t.Errorf("last observed STS call %q, want error/%s", last, tt.wantCode)
 			}
@@ -399,7 +399,7 @@ func TestTokenCheckOncePerToken(t *testing.T) {
 
 	rotatedAt := h.clk.Now()
 	h.dir.write(makeJWT(t, k8sClaims(rotatedAt, 24*time.Hour)))
-	waitChan(t, h.obs.reloaded, "TokenReloaded")
+	h.obs.NextReload(t, guard, "TokenReloaded")
 	if c := waitChan(t, checked, "the rotated token's check"); !c.IssuedAt.Equal(rotatedAt.Truncate(time.Second)) {
 		t.Errorf("check after rotation saw a token issued %v, want %v", c.IssuedAt, rotatedAt)
 	}

@@ -1,7 +1,6 @@
 package creds
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -14,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +26,9 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 // t0 is where every fake clock starts.
@@ -306,116 +307,25 @@ func errNetwork() error {
 	}})
 }
 
-// logCapture collects JSON log lines and lets a test wait for one.
-type logCapture struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	lines   []map[string]any
-	changed chan struct{}
-}
+// logCapture is testlog's capture, waited on with this package's guard.
+type logCapture struct{ *testlog.Buffer }
 
-func newLogCapture() *logCapture { return &logCapture{changed: make(chan struct{})} }
+func newLogCapture() *logCapture { return &logCapture{&testlog.Buffer{}} }
 
-func (c *logCapture) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func (c *logCapture) logger() *slog.Logger { return c.Logger(slog.LevelDebug) }
 
-func (c *logCapture) Write(p []byte) (int, error) {
-	var rec map[string]any
-	if err := json.Unmarshal(p, &rec); err != nil {
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf.Write(p)
-	c.lines = append(c.lines, rec)
-	close(c.changed)
-	c.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
-func (c *logCapture) findLocked(msg string, want []string) map[string]any {
-next:
-	for _, rec := range c.lines {
-		if rec["msg"] != msg {
-			continue
-		}
-		b, _ := json.Marshal(rec)
-		for _, w := range want {
-			if !strings.Contains(string(b), w) {
-				continue next
-			}
-		}
-		return rec
-	}
-	return nil
-}
-
-// waitFor blocks until a record like find's appears.
+// waitFor blocks until a record with message msg containing every one of want appears.
 func (c *logCapture) waitFor(tb testing.TB, msg string, want ...string) map[string]any {
 	tb.Helper()
-	deadline := time.After(guard)
-	for {
-		c.mu.Lock()
-		rec := c.findLocked(msg, want)
-		ch := c.changed
-		c.mu.Unlock()
-		if rec != nil {
-			return rec
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			tb.Fatalf("no log %q containing %q within %s; logs:\n%s", msg, want, guard, c.String())
-		}
-	}
+	return c.WaitFind(tb, guard, msg, want...)
 }
 
-// recordingObserver records what metrics would count.
-type recordingObserver struct {
-	mu       sync.Mutex
-	results  []string
-	updated  chan time.Time
-	reloaded chan time.Time
-}
-
-var _ Observer = (*recordingObserver)(nil)
-
-func newRecordingObserver() *recordingObserver {
-	return &recordingObserver{updated: make(chan time.Time, 10000), reloaded: make(chan time.Time, 10000)}
-}
-
-func (o *recordingObserver) STSCall(result, code string, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.results = append(o.results, result+"/"+code)
-}
-
-func (o *recordingObserver) CredentialsUpdated(exp time.Time) { o.updated <- exp }
-func (o *recordingObserver) TokenReloaded(exp time.Time)      { o.reloaded <- exp }
-
-func (o *recordingObserver) resultList() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]string(nil), o.results...)
-}
+// The tests' observer is testkit's Recorder: it must be one to the manager.
+var _ Observer = (*observe.Recorder)(nil)
 
 func waitChan[T any](tb testing.TB, ch <-chan T, what string) T {
 	tb.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(guard):
-		tb.Fatalf("no %s within %s", what, guard)
-		var zero T
-		return zero
-	}
+	return await.Receive(tb, guard, ch, what)
 }
 
 // harness runs a Manager against a fake clock, a kubelet-style token dir and the fault-injecting STS.
@@ -425,10 +335,12 @@ type harness struct {
 	dir  *projectedDir
 	sts  *fakeSTS
 	logs *logCapture
-	obs  *recordingObserver
+	obs  *observe.Recorder
 	cfg  Config
 	m    *Manager
 	r    float64 // jitter returned by the injected rand
+	// steps counts step calls, against maxSteps.
+	steps int
 }
 
 func newHarness(t *testing.T) *harness {
@@ -440,7 +352,7 @@ func newHarness(t *testing.T) *harness {
 		dir:  newProjectedDir(t),
 		sts:  newFakeSTS(t, clk),
 		logs: newLogCapture(),
-		obs:  newRecordingObserver(),
+		obs:  observe.NewRecorder(),
 	}
 	h.cfg = Config{RoleARN: testRole, TokenFile: h.dir.path()}
 	return h
@@ -480,10 +392,21 @@ func (h *harness) run() {
 
 // settle waits until the refresh loop and the token poll have both armed their timers, i.e.
 // whatever the last clock move triggered has been handled.
-func (h *harness) settle() { h.clk.WaitForTimers(2) }
+func (h *harness) settle() {
+	h.t.Helper()
+	await.Timers(h.t, guard, h.clk, 2)
+}
+
+// maxSteps bounds the clock steps of one test, so a loop stepping until something happens
+// fails with a message when it never does: a day of 1 s retries is well below it.
+const maxSteps = 100000
 
 // step moves the clock to the next timer and waits for the reaction.
 func (h *harness) step() {
+	h.t.Helper()
+	if h.steps++; h.steps > maxSteps {
+		h.t.Fatalf("still stepping after %d clock steps (now %v); STS calls: %d", maxSteps, h.clk.Now(), h.sts.count())
+	}
 	h.settle()
 	h.clk.AdvanceToNext()
 	h.settle()

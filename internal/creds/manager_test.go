@@ -16,6 +16,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 )
 
 func TestFirstFetch(t *testing.T) {
@@ -56,10 +58,10 @@ func TestFirstFetch(t *testing.T) {
 			if got.AccountID != "123456789012" || got.RoleARN != testRole {
 				t.Errorf("AccountID, RoleARN = %q, %q; want 123456789012, %q", got.AccountID, got.RoleARN, testRole)
 			}
-			if exp := waitChan(t, h.obs.updated, "CredentialsUpdated"); !exp.Equal(got.Expiration) {
+			if exp := h.obs.NextUpdate(t, guard, "CredentialsUpdated"); !exp.Equal(got.Expiration) {
 				t.Errorf("CredentialsUpdated(%v), want %v", exp, got.Expiration)
 			}
-			if r := h.obs.resultList(); len(r) != 1 || r[0] != "success/" {
+			if r := h.obs.Calls(); len(r) != 1 || r[0] != "success/" {
 				t.Errorf("observed STS calls %q, want [success/]", r)
 			}
 			h.logs.waitFor(t, "fetched credentials", MaskKeyID(got.AccessKeyID), tt.wantSession, "refresh_at")
@@ -100,8 +102,8 @@ func TestRefreshTimingAndJitter(t *testing.T) {
 				t.Errorf("jitter %v refreshed with %v left, not earlier than the smaller jitter's %v", r, remaining, prev)
 			}
 			prev = remaining
-			waitChan(t, h.obs.updated, "first CredentialsUpdated")
-			waitChan(t, h.obs.updated, "refreshed CredentialsUpdated")
+			h.obs.NextUpdate(t, guard, "first CredentialsUpdated")
+			h.obs.NextUpdate(t, guard, "refreshed CredentialsUpdated")
 			if second := h.m.Servable(); second == nil || second.AccessKeyID == first.AccessKeyID {
 				t.Errorf("after the refresh Servable() = %v, want new credentials", second)
 			}
@@ -150,11 +152,11 @@ func TestColdStartWaitersShareOneCall(t *testing.T) {
 			got[i] = h.m.Wait(ctx)
 		}()
 	}
-	ready.Wait()
+	await.Done(t, guard, "the waiters' start", ready.Wait)
 	h.run()
 	h.sts.next(t) // the one call is in flight while every waiter waits
 	close(gate)
-	done.Wait()
+	await.Done(t, guard, "every waiter's return", done.Wait)
 	h.settle()
 
 	if c := h.sts.count(); c != 1 {
@@ -246,7 +248,7 @@ func TestOutageKeepsServingUntilFloor(t *testing.T) {
 			if rec["level"] != "WARN" {
 				t.Errorf("retryable failure logged at %v, want WARN", rec["level"])
 			}
-			seen := strings.Join(h.obs.resultList(), " ")
+			seen := strings.Join(h.obs.Calls(), " ")
 			for _, code := range k.wantCode {
 				if !strings.Contains(seen, "error/"+code) {
 					t.Errorf("observed %q, want an error/%s", seen, code)
@@ -414,7 +416,7 @@ func TestTokenFaults(t *testing.T) {
 			h.dir.write(validToken(t))
 			h.start()
 			first := h.m.Servable()
-			waitChan(t, h.obs.updated, "first CredentialsUpdated")
+			h.obs.NextUpdate(t, guard, "first CredentialsUpdated")
 			h.sts.next(t) // the first call
 			path := h.dir.path()
 
@@ -447,8 +449,8 @@ func TestTokenFaults(t *testing.T) {
 			if call := h.sts.next(t); call.token != fixed {
 				t.Errorf("STS got a token other than the fixed one")
 			}
-			waitChan(t, h.obs.updated, "CredentialsUpdated after the fix")
-			waitChan(t, h.obs.reloaded, "TokenReloaded after the fix")
+			h.obs.NextUpdate(t, guard, "CredentialsUpdated after the fix")
+			h.obs.NextReload(t, guard, "TokenReloaded after the fix")
 			if got := h.m.Servable(); got == nil || got == first {
 				t.Errorf("Servable() = %v after the fix, want new credentials", got)
 			}
@@ -480,13 +482,13 @@ func TestPollFallback(t *testing.T) {
 	if c := h.m.Wait(context.Background()); c == nil {
 		t.Error("Wait() = nil after the token appeared")
 	}
-	waitChan(t, h.obs.reloaded, "TokenReloaded for the appearing token")
+	h.obs.NextReload(t, guard, "TokenReloaded for the appearing token")
 
 	// Once the directory exists the watch is added, so a rotation needs no poll.
 	h.logs.waitFor(t, "watching token directory")
 	rotated := makeJWT(t, k8sClaims(t0.Add(time.Minute), 24*time.Hour))
 	h.dir.write(rotated)
-	if exp := waitChan(t, h.obs.reloaded, "TokenReloaded"); !exp.Equal(t0.Add(time.Minute + 24*time.Hour)) {
+	if exp := h.obs.NextReload(t, guard, "TokenReloaded"); !exp.Equal(t0.Add(time.Minute + 24*time.Hour)) {
 		t.Errorf("TokenReloaded(%v), want the rotated token's expiry", exp)
 	}
 }
@@ -499,7 +501,7 @@ func TestRotationWhileFresh(t *testing.T) {
 	h.start()
 	rotated := makeJWT(t, k8sClaims(t0.Add(time.Minute), 24*time.Hour))
 	h.dir.write(rotated)
-	waitChan(t, h.obs.reloaded, "TokenReloaded")
+	h.obs.NextReload(t, guard, "TokenReloaded")
 	h.logs.waitFor(t, "token changed; credentials still fresh")
 	if n := h.sts.count(); n != 1 {
 		t.Errorf("%d STS calls after a rotation with fresh credentials, want 1", n)
@@ -517,7 +519,7 @@ func TestRotationWhileFresh(t *testing.T) {
 func TestEveryObserverGetsEveryEvent(t *testing.T) {
 	h := newHarness(t)
 	h.dir.write(validToken(t))
-	second := newRecordingObserver()
+	second := observe.NewRecorder()
 	h.start(WithObserver(nil), WithObserver(second))
 	got := h.m.Servable()
 	if got == nil {
@@ -527,15 +529,15 @@ func TestEveryObserverGetsEveryEvent(t *testing.T) {
 	h.dir.write(rotated)
 	for _, o := range []struct {
 		name string
-		obs  *recordingObserver
+		obs  *observe.Recorder
 	}{{"first", h.obs}, {"second", second}} {
-		if exp := waitChan(t, o.obs.updated, o.name+" observer's CredentialsUpdated"); !exp.Equal(got.Expiration) {
+		if exp := o.obs.NextUpdate(t, guard, o.name+" observer's CredentialsUpdated"); !exp.Equal(got.Expiration) {
 			t.Errorf("%s observer: CredentialsUpdated(%v), want %v", o.name, exp, got.Expiration)
 		}
-		if exp := waitChan(t, o.obs.reloaded, o.name+" observer's TokenReloaded"); !exp.Equal(t0.Add(time.Minute + 24*time.Hour)) {
+		if exp := o.obs.NextReload(t, guard, o.name+" observer's TokenReloaded"); !exp.Equal(t0.Add(time.Minute + 24*time.Hour)) {
 			t.Errorf("%s observer: TokenReloaded(%v), want the rotated token's expiry", o.name, exp)
 		}
-		if r := o.obs.resultList(); len(r) != 1 || r[0] != "success/" {
+		if r := o.obs.Calls(); len(r) != 1 || r[0] != "success/" {
 			t.Errorf("%s observer: STS calls %q, want [success/]", o.name, r)
 		}
 	}
@@ -597,7 +599,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	h.dir.write(tok)
 	h.start()
 	first := h.m.Servable()
-	waitChan(t, h.obs.updated, "first CredentialsUpdated")
+	h.obs.NextUpdate(t, guard, "first CredentialsUpdated")
 	h.sts.setFail(func(_ int, c stsCall) error {
 		return httpErr(400, &types.InvalidIdentityTokenException{Message: aws.String("token " + c.token + " rejected")})
 	})
@@ -612,7 +614,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	h.sts.setFail(nil)
 	tok2 := makeJWT(t, k8sClaims(h.clk.Now(), 24*time.Hour))
 	h.dir.write(tok2)
-	waitChan(t, h.obs.updated, "CredentialsUpdated after recovery")
+	h.obs.NextUpdate(t, guard, "CredentialsUpdated after recovery")
 	h.logs.waitFor(t, "sts recovered")
 	second := h.m.Servable()
 

@@ -63,134 +63,189 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("demo: make work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
-	bin := o.BinDir
-	if bin == "" {
-		bin = filepath.Join(work, "bin")
+	d := &demo{out: out, step: stepper(out), work: work, bin: o.BinDir}
+	if d.bin == "" {
+		d.bin = filepath.Join(work, "bin")
 	}
-	step := stepper(out)
 
 	if o.Build {
-		step("building cmd/sidecar and cmd/uploader")
-		if err := buildBinaries(ctx, bin); err != nil {
+		d.step("building cmd/sidecar and cmd/uploader")
+		if err := buildBinaries(ctx, d.bin); err != nil {
 			return res, err
 		}
 	}
-
-	step("starting the OIDC issuer (the cluster's service-account issuer, on loopback)")
-	iss, err := testbed.NewIssuer(testbed.IssuerOptions{})
-	if err != nil {
-		return res, fmt.Errorf("demo: start issuer: %w", err)
-	}
-	defer iss.Close()
-	fmt.Fprintf(out, "    issuer   %s\n    audience %s (the issuer URL with its trailing slash)\n", iss.URL(), iss.Audience())
-
-	step("projecting the service-account token as the kubelet does (..data symlink swap)")
-	tokenDir := filepath.Join(work, "serviceaccount")
-	proj, err := testbed.NewProjector(testbed.ProjectorOptions{
-		Dir:    tokenDir,
-		Minter: iss.Minter(testbed.TokenRequest{PodName: "s3-upload-test-demo"}),
-	})
-	if err != nil {
-		return res, fmt.Errorf("demo: project token: %w", err)
-	}
-	defer proj.Close()
-	fmt.Fprintf(out, "    token    %s (sub %s)\n", proj.Path(), testbed.Subject(testbed.DefaultNamespace, testbed.DefaultServiceAccount))
-
-	step("starting SeaweedFS as STS and S3, trusting the issuer for role " + testbed.DefaultRoleARN)
-	sw, err := testbed.StartSeaweedFS(ctx, testbed.SeaweedFSOptions{Issuer: iss})
-	if err != nil {
-		return res, fmt.Errorf("demo: start SeaweedFS: %w", err)
-	}
-	defer sw.Close()
-	fmt.Fprintf(out, "    endpoint %s, bucket %s\n", sw.Endpoint(), sw.Bucket())
-
-	step("starting the sidecar (native sidecar container: token -> STS -> 127.0.0.1 endpoint)")
-	listen, err := freeLoopbackAddr()
+	stopWorld, err := d.startWorld(ctx)
+	defer stopWorld()
 	if err != nil {
 		return res, err
 	}
-	metricsListen, err := freeLoopbackAddr()
+	sc, err := d.startSidecar(ctx, o.ReadyTimeout)
 	if err != nil {
 		return res, err
-	}
-	authFile := filepath.Join(work, "credsidecar", "auth-token")
-	if err := os.MkdirAll(filepath.Dir(authFile), 0o750); err != nil {
-		return res, fmt.Errorf("demo: make auth token dir: %w", err)
-	}
-	sidecar := exec.Command(filepath.Join(bin, "sidecar"), "serve")
-	sidecar.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + work,
-		"AWS_ROLE_ARN=" + sw.RoleARN(),
-		"AWS_WEB_IDENTITY_TOKEN_FILE=" + proj.Path(),
-		"AWS_REGION=" + testbed.Region,
-		"AWS_ENDPOINT_URL_STS=" + sw.Endpoint(),
-		"POD_NAMESPACE=" + testbed.DefaultNamespace,
-		"POD_NAME=s3-upload-test-demo",
-		"CREDSIDECAR_LISTEN=" + listen,
-		"CREDSIDECAR_METRICS_LISTEN=" + metricsListen,
-		"CREDSIDECAR_AUTH_TOKEN_FILE=" + authFile,
-		"CREDSIDECAR_LOG_FORMAT=text",
-	}
-	sc, err := startStreaming(sidecar, out, "sidecar  | ")
-	if err != nil {
-		return res, fmt.Errorf("demo: start sidecar: %w", err)
 	}
 	defer sc.Stop()
 
-	if err := waitReady(ctx, "http://"+metricsListen+"/readyz", o.ReadyTimeout); err != nil {
+	key := upload.DefaultKey("", time.Now())
+	if err := d.runUploader(ctx, key); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(out, "    ready: http://%s/readyz answers 200\n", metricsListen)
+	body, err := d.readBack(ctx, key)
+	if err != nil {
+		return res, err
+	}
 
-	key := upload.DefaultKey("", time.Now())
-	step("running the uploader with only AWS_CONTAINER_CREDENTIALS_FULL_URI and the token file")
-	up := exec.CommandContext(ctx, filepath.Join(bin, "uploader"), "--path-style", "--key", key)
-	up.Env = []string{
+	d.step("stopping everything")
+	if err := sc.Stop(); err != nil {
+		return res, fmt.Errorf("demo: sidecar did not stop cleanly: %w", err)
+	}
+	return Result{Bucket: d.sw.Bucket(), Key: key, Object: body}, nil
+}
+
+// demo is one run of the demo: where it works, what it narrates to, and the parts it started,
+// which each step hands on to the next.
+type demo struct {
+	out       io.Writer
+	step      func(string)
+	work, bin string
+
+	iss  *testbed.Issuer
+	proj *testbed.Projector
+	sw   *testbed.SeaweedFS
+	// listen is the sidecar's credentials address, authFile the token file it shares with apps.
+	listen, authFile string
+}
+
+// startWorld starts what a cluster and AWS provide: the OIDC issuer, the kubelet's projected
+// token and SeaweedFS as STS and S3. The returned stop closes whatever was started, even when
+// err is not nil.
+func (d *demo) startWorld(ctx context.Context) (stop func(), err error) {
+	var closers []func() error
+	stop = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+
+	d.step("starting the OIDC issuer (the cluster's service-account issuer, on loopback)")
+	if d.iss, err = testbed.NewIssuer(testbed.IssuerOptions{}); err != nil {
+		return stop, fmt.Errorf("demo: start issuer: %w", err)
+	}
+	closers = append(closers, d.iss.Close)
+	fmt.Fprintf(d.out, "    issuer   %s\n    audience %s (the issuer URL with its trailing slash)\n", d.iss.URL(), d.iss.Audience())
+
+	d.step("projecting the service-account token as the kubelet does (..data symlink swap)")
+	d.proj, err = testbed.NewProjector(testbed.ProjectorOptions{
+		Dir:    filepath.Join(d.work, "serviceaccount"),
+		Minter: d.iss.Minter(testbed.TokenRequest{PodName: "s3-upload-test-demo"}),
+	})
+	if err != nil {
+		return stop, fmt.Errorf("demo: project token: %w", err)
+	}
+	closers = append(closers, d.proj.Close)
+	fmt.Fprintf(d.out, "    token    %s (sub %s)\n", d.proj.Path(), testbed.Subject(testbed.DefaultNamespace, testbed.DefaultServiceAccount))
+
+	d.step("starting SeaweedFS as STS and S3, trusting the issuer for role " + testbed.DefaultRoleARN)
+	if d.sw, err = testbed.StartSeaweedFS(ctx, testbed.SeaweedFSOptions{Issuer: d.iss}); err != nil {
+		return stop, fmt.Errorf("demo: start SeaweedFS: %w", err)
+	}
+	closers = append(closers, d.sw.Close)
+	fmt.Fprintf(d.out, "    endpoint %s, bucket %s\n", d.sw.Endpoint(), d.sw.Bucket())
+	return stop, nil
+}
+
+// startSidecar starts the sidecar binary as the pod's native sidecar container would run it and
+// returns once its /readyz answers 200, as its startupProbe would wait.
+func (d *demo) startSidecar(ctx context.Context, readyTimeout time.Duration) (*process, error) {
+	d.step("starting the sidecar (native sidecar container: token -> STS -> 127.0.0.1 endpoint)")
+	var err error
+	if d.listen, err = freeLoopbackAddr(); err != nil {
+		return nil, err
+	}
+	metricsListen, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	d.authFile = filepath.Join(d.work, "credsidecar", "auth-token")
+	if err := os.MkdirAll(filepath.Dir(d.authFile), 0o750); err != nil {
+		return nil, fmt.Errorf("demo: make auth token dir: %w", err)
+	}
+	cmd := exec.Command(filepath.Join(d.bin, "sidecar"), "serve")
+	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + work,
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://" + listen + "/v1/credentials",
-		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=" + authFile,
-		"AWS_CONFIG_FILE=" + filepath.Join(work, "no-config"),
-		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(work, "no-credentials"),
+		"HOME=" + d.work,
+		"AWS_ROLE_ARN=" + d.sw.RoleARN(),
+		"AWS_WEB_IDENTITY_TOKEN_FILE=" + d.proj.Path(),
+		"AWS_REGION=" + testbed.Region,
+		"AWS_ENDPOINT_URL_STS=" + d.sw.Endpoint(),
+		"POD_NAMESPACE=" + testbed.DefaultNamespace,
+		"POD_NAME=s3-upload-test-demo",
+		"CREDSIDECAR_LISTEN=" + d.listen,
+		"CREDSIDECAR_METRICS_LISTEN=" + metricsListen,
+		"CREDSIDECAR_AUTH_TOKEN_FILE=" + d.authFile,
+		"CREDSIDECAR_LOG_FORMAT=text",
+	}
+	sc, err := startStreaming(cmd, d.out, "sidecar  | ")
+	if err != nil {
+		return nil, fmt.Errorf("demo: start sidecar: %w", err)
+	}
+	if err := waitReady(ctx, "http://"+metricsListen+"/readyz", readyTimeout); err != nil {
+		sc.Stop()
+		return nil, err
+	}
+	fmt.Fprintf(d.out, "    ready: http://%s/readyz answers 200\n", metricsListen)
+	return sc, nil
+}
+
+// runUploader runs the uploader with exactly what the Job's app container gets, so that the
+// upload proves the sidecar alone provided its credentials.
+func (d *demo) runUploader(ctx context.Context, key string) error {
+	d.step("running the uploader with only AWS_CONTAINER_CREDENTIALS_FULL_URI and the token file")
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "uploader"), "--path-style", "--key", key)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + d.work,
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://" + d.listen + "/v1/credentials",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=" + d.authFile,
+		"AWS_CONFIG_FILE=" + filepath.Join(d.work, "no-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(d.work, "no-credentials"),
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_REGION=" + testbed.Region,
-		"AWS_ENDPOINT_URL=" + sw.Endpoint(),
-		"S3_BUCKET_NAME=" + sw.Bucket(),
+		"AWS_ENDPOINT_URL=" + d.sw.Endpoint(),
+		"S3_BUCKET_NAME=" + d.sw.Bucket(),
 		"LOG_FORMAT=text",
 		"POD_NAME=s3-upload-test-demo",
 		"POD_NAMESPACE=" + testbed.DefaultNamespace,
 	}
-	uploader, err := startStreaming(up, out, "uploader | ")
+	uploader, err := startStreaming(cmd, d.out, "uploader | ")
 	if err != nil {
-		return res, fmt.Errorf("demo: start uploader: %w", err)
+		return fmt.Errorf("demo: start uploader: %w", err)
 	}
 	if err := uploader.Wait(); err != nil {
-		return res, fmt.Errorf("demo: uploader failed: %w", err)
+		return fmt.Errorf("demo: uploader failed: %w", err)
 	}
+	return nil
+}
 
-	step("reading the object back from S3")
-	obj, err := sw.S3Client(sw.AdminCredentials()).GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(sw.Bucket()), Key: aws.String(key),
+// readBack reads the uploaded object with the bed's admin credentials, not the sidecar's, and
+// shows it.
+func (d *demo) readBack(ctx context.Context, key string) ([]byte, error) {
+	d.step("reading the object back from S3")
+	obj, err := d.sw.S3Client(d.sw.AdminCredentials()).GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(d.sw.Bucket()), Key: aws.String(key),
 	})
 	if err != nil {
-		return res, fmt.Errorf("demo: read back s3://%s/%s: %w", sw.Bucket(), key, err)
+		return nil, fmt.Errorf("demo: read back s3://%s/%s: %w", d.sw.Bucket(), key, err)
 	}
 	body, err := io.ReadAll(obj.Body)
 	obj.Body.Close()
 	if err != nil {
-		return res, fmt.Errorf("demo: read back s3://%s/%s: %w", sw.Bucket(), key, err)
+		return nil, fmt.Errorf("demo: read back s3://%s/%s: %w", d.sw.Bucket(), key, err)
 	}
-	fmt.Fprintf(out, "    s3://%s/%s (%d bytes):\n", sw.Bucket(), key, len(body))
+	fmt.Fprintf(d.out, "    s3://%s/%s (%d bytes):\n", d.sw.Bucket(), key, len(body))
 	for _, line := range strings.Split(strings.TrimRight(string(body), "\n"), "\n") {
-		fmt.Fprintf(out, "    | %s\n", line)
+		fmt.Fprintf(d.out, "    | %s\n", line)
 	}
-
-	step("stopping everything")
-	if err := sc.Stop(); err != nil {
-		return res, fmt.Errorf("demo: sidecar did not stop cleanly: %w", err)
-	}
-	return Result{Bucket: sw.Bucket(), Key: key, Object: body}, nil
+	return body, nil
 }
 
 // buildBinaries builds both commands with the go tool into dir.

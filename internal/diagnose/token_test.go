@@ -3,6 +3,8 @@ package diagnose
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,19 +157,50 @@ func TestReadTokenFile(t *testing.T) {
 	}
 }
 
+// TestReadTokenFilePermissionDenied needs a file the test's user cannot read. A file with mode
+// 000 does that for an unprivileged user only: root's CAP_DAC_OVERRIDE reads it anyway. A
+// procfs sysctl without read bits denies reading to root too (the kernel checks its mode bits
+// whatever the capabilities), so that case runs under root, as CI containers often are.
 func TestReadTokenFilePermissionDenied(t *testing.T) {
-	if os.Getuid() == 0 {
-		t.Skip("root reads any file; the permission case needs an unprivileged user")
+	tests := []struct {
+		name string
+		// path returns the unreadable file, or skips t where this system cannot make one.
+		path func(t *testing.T) string
+	}{
+		{name: "file with mode 000", path: func(t *testing.T) string {
+			if os.Geteuid() == 0 {
+				t.Skip("root reads a file whatever its mode; the procfs case covers root")
+			}
+			p := writeFile(t, filepath.Join(t.TempDir(), "token"), "x")
+			if err := os.Chmod(p, 0o000); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{name: "procfs file without read bits", path: func(t *testing.T) string {
+			// compact_memory is write-only (mode 0200): opening it to read is EACCES for everyone.
+			const p = "/proc/sys/vm/compact_memory"
+			f, err := os.Open(p)
+			if err == nil {
+				f.Close()
+				t.Skipf("%s is readable here; no file denies reading to this user", p)
+			}
+			if !errors.Is(err, fs.ErrPermission) {
+				t.Skipf("open %s: %v, want permission denied (no such procfs here?)", p, err)
+			}
+			return p
+		}},
 	}
-	p := writeFile(t, filepath.Join(t.TempDir(), "token"), "x")
-	if err := os.Chmod(p, 0o000); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.path(t)
+			_, _, problem := readTokenFile(tokenInput{path: p, source: "AWS_WEB_IDENTITY_TOKEN_FILE"})
+			if problem == nil {
+				t.Fatal("no finding")
+			}
+			checkFindings(t, []Finding{*problem}, []want{{id: IDTokenUnreadable, severity: SeverityError, fixHas: []string{"fsGroup"}, whatHas: []string{"permission denied"}}})
+		})
 	}
-	_, _, problem := readTokenFile(tokenInput{path: p, source: "AWS_WEB_IDENTITY_TOKEN_FILE"})
-	if problem == nil {
-		t.Fatal("no finding")
-	}
-	checkFindings(t, []Finding{*problem}, []want{{id: IDTokenUnreadable, severity: SeverityError, fixHas: []string{"fsGroup"}, whatHas: []string{"permission denied"}}})
 }
 
 func writeFile(t *testing.T, path, content string) string {

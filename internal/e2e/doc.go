@@ -3,10 +3,10 @@
 // and use what it serves against SeaweedFS, a token and signing-key rotation mid-run fails no
 // request, and no secret reaches a log line or a metric.
 //
-// The package holds only tests. They share one environment per test binary (an OIDC issuer,
-// a kubelet-style projected token, SeaweedFS as STS and S3, and the sidecar in-process on a
-// fake clock), so run them as one:
+// The package holds only tests. They share one environment per test binary (testkit/podenv: an
+// OIDC issuer, a kubelet-style projected token, SeaweedFS as STS and S3, and the sidecar
+// in-process on a fake clock), so run them as one:
 //
-//	make deps   # SeaweedFS into .cache/bin, the JavaScript SDK into .cache/js; checks boto3
+//	make deps   # SeaweedFS into .cache/bin, the JavaScript SDK into .cache/js, boto3 and the AWS CLI
 //	go test -race ./internal/e2e/
 package e2e

@@ -109,10 +109,7 @@ func credsDigest(c *creds.Credentials) string {
 
 type logBuffer = testlog.Buffer
 
-func newLogger(level slog.Level) (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: level})), b
-}
+func newLogger(level slog.Level) (*slog.Logger, *logBuffer) { return testlog.New(level) }
 
 // newTestServer serves a Server over httptest on 127.0.0.1.
 func newTestServer(tb testing.TB, src Source, opts ...Option) (*Server, *httptest.Server) {

@@ -253,7 +253,7 @@ func (s *Server) putToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, evicted, err := s.tokens.issue(s.clock.Now(), ttl)
 	if err != nil {
-		s.log.Error("imds session token not issued", "err", err)
+		s.log.Error("imds session token not issued", "error", err)
 		http.Error(w, "500 - Internal Server Error", http.StatusInternalServerError)
 		return
 	}

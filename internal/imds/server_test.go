@@ -13,6 +13,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 var start = time.Date(2026, 8, 22, 12, 0, 0, 0, time.UTC)
@@ -260,9 +261,9 @@ func TestStartupWait(t *testing.T) {
 		}
 		done <- result{code, body}
 	}()
-	<-src.waiting // the request is waiting for credentials
+	await.Receive(t, 30*time.Second, src.waiting, "the request waiting for credentials")
 	src.Set(c)
-	r := <-done
+	r := await.Receive(t, 30*time.Second, done, "the answer to the waiting request")
 	if r.code != http.StatusOK || !strings.Contains(r.body, c.AccessKeyID) {
 		t.Fatalf("request that waited for the first credentials = %d %.80s, want 200 with them", r.code, r.body)
 	}
@@ -430,7 +431,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatalf("PUT token on Run's listener: %d", resp.StatusCode)
 	}
 	cancel()
-	if err := <-errc; err != nil {
+	if err := await.Receive(t, 30*time.Second, errc, "Run's return after cancel"); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {

@@ -4,32 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/credsidecar/credsidecar/internal/app"
-	"github.com/credsidecar/credsidecar/internal/clock"
-	"github.com/credsidecar/credsidecar/internal/config"
-	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
@@ -40,9 +29,20 @@ const guard = 60 * time.Second
 // chainedRole is the second role of the chaining test: sessions of the default role may assume it.
 const chainedRole = "AKS-S3-Chained-Role"
 
-// env is what every test of the package shares: one issuer and one SeaweedFS (which takes
-// seconds to start), and the clients' scratch HOME.
+// TestMain shares one podenv World (the issuer and SeaweedFS, which knows the chained role too)
+// among the package's tests.
+func TestMain(m *testing.M) {
+	os.Exit(podenv.Main(m, podenv.Options{
+		Guard:      guard,
+		ExtraRoles: []testbed.Role{testbed.ChainedRole(chainedRole, testbed.DefaultRoleName, testbed.DefaultPolicyName)},
+	}))
+}
+
+// env is what every test of the package shares: the podenv World, and the clients' scratch
+// HOME. Each mode starts a sidecar of its own in it (w.StartSidecar): they are cheap, SeaweedFS
+// is not.
 type env struct {
+	w     *podenv.World
 	iss   *testbed.Issuer
 	weed  *testbed.SeaweedFS
 	admin *s3.Client
@@ -56,276 +56,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("find the repository root: %v", err)
 	}
-	e := &env{home: t.TempDir(), root: root}
-	e.iss = testbed.StartIssuerForTest(t, testbed.IssuerOptions{})
-	e.weed = testbed.StartSeaweedFSForTest(t, testbed.SeaweedFSOptions{
-		Issuer:     e.iss,
-		ExtraRoles: []testbed.Role{testbed.ChainedRole(chainedRole, testbed.DefaultRoleName, testbed.DefaultPolicyName)},
-	})
-	e.admin = e.weed.S3Client(e.weed.AdminCredentials())
-	return e
-}
-
-// sidecar is one sidecar run in-process through app.New on a fake clock.
-type sidecar struct {
-	cfg    config.Config
-	addrs  app.Addrs
-	clk    *clock.Fake
-	logs   *logBuffer
-	events *events
-	proj   *testbed.Projector
-	// timers is how many fake-clock timers the sidecar arms when idle (see settle).
-	timers int
-	http   *http.Client
-}
-
-// sidecarOptions vary a sidecar from the plain one.
-type sidecarOptions struct {
-	// token is what the projector mints; the default service account's token when zero.
-	token testbed.TokenRequest
-	// configure edits the configuration before New.
-	configure func(c *config.Config)
-	// creds are extra options of the credentials manager.
-	creds []creds.Option
-}
-
-// startSidecar projects a token, builds the sidecar with app.New and runs it until t ends; it
-// returns once the sidecar serves credentials.
-func (e *env) startSidecar(t *testing.T, o sidecarOptions) *sidecar {
-	t.Helper()
-	// The issuer and the projector keep wall time, as SeaweedFS checks tokens against it; only
-	// the sidecar runs on the fake clock, so the test decides when it refreshes.
-	s := &sidecar{clk: clock.NewFake(time.Now()), logs: newLogBuffer(), events: newEvents(),
-		http: &http.Client{Timeout: 10 * time.Second}}
-	s.proj = testbed.NewProjectorForTest(t, testbed.ProjectorOptions{Minter: e.iss.Minter(o.token)})
-
-	cfg := config.Defaults()
-	cfg.RoleARN, cfg.TokenFile = e.weed.RoleARN(), s.proj.Path()
-	cfg.Region, cfg.STSEndpoint = testbed.Region, e.weed.Endpoint()
-	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AuthTokenFile = filepath.Join(t.TempDir(), "auth", "token")
-	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
-	if o.configure != nil {
-		o.configure(&cfg)
-	}
-	s.cfg = cfg
-	// Idle, the sidecar waits on the refresh loop's and the token poll's timers, the auth token's
-	// poll and, with a credentials file, its periodic check.
-	s.timers = 3
-	if cfg.CredentialsFile != "" {
-		s.timers++
-	}
-
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("sidecar logs:\n%s", s.logs.String())
-		}
-	})
-	a := sidecartest.Start(t, cfg, app.Options{
-		Logger:       app.NewLogger(s.logs, cfg.LogFormat, cfg.LogLevel),
-		Version:      "modes-e2e",
-		Clock:        s.clk,
-		CredsOptions: append([]creds.Option{creds.WithObserver(s.events)}, o.creds...),
-	}, guard)
-	s.addrs = a.Addrs()
-	receive(t, s.events.updated, "the first CredentialsUpdated")
-	return s
-}
-
-// settle waits until every goroutine of the sidecar that the last clock move woke has re-armed
-// its timer: a fired timer is off the fake clock's list until its owner is done and resets it.
-func (s *sidecar) settle(t *testing.T) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		s.clk.WaitForTimers(s.timers)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(guard):
-		t.Fatalf("the sidecar did not re-arm %d timers within %s (%d armed)", s.timers, guard, s.clk.Pending())
-	}
-}
-
-// advanceUntilUpdated moves the fake clock a minute at a time, letting the sidecar react after
-// each step, until it publishes new credentials; it returns their expiry.
-func (s *sidecar) advanceUntilUpdated(t *testing.T) time.Time {
-	t.Helper()
-	s.settle(t)
-	for i := 0; i < 24*60; i++ {
-		s.clk.Advance(time.Minute)
-		s.settle(t)
-		select {
-		case exp := <-s.events.updated:
-			return exp
-		default:
-		}
-	}
-	t.Fatalf("no refresh within a day of fake time; logs:\n%s", s.logs.String())
-	return time.Time{}
-}
-
-// authToken is the endpoint's Authorization token, read as the SDKs read it.
-func (s *sidecar) authToken(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(s.cfg.AuthTokenFile)
-	if err != nil {
-		t.Fatalf("read auth token: %v", err)
-	}
-	return string(b)
-}
-
-// servedCreds is the container endpoint's answer (PROTOCOL.md §1).
-type servedCreds struct {
-	AccessKeyID     string `json:"AccessKeyId"`
-	SecretAccessKey string `json:"SecretAccessKey"`
-	Token           string `json:"Token"`
-	Expiration      time.Time
-	AccountID       string `json:"AccountId"`
-	RoleARN         string `json:"RoleArn"`
-}
-
-// digest is what the scripts compare their credentials with (EXPECT_CREDS_SHA256).
-func (c servedCreds) digest() string {
-	sum := sha256.Sum256([]byte(c.AccessKeyID + "\n" + c.SecretAccessKey + "\n" + c.Token))
-	return hex.EncodeToString(sum[:])
-}
-
-// served asks the container endpoint what it serves right now.
-func (s *sidecar) served(t *testing.T) servedCreds {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.addrs.CredentialsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", s.authToken(t))
-	resp, err := s.http.Do(req)
-	if err != nil {
-		t.Fatalf("GET credentials: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET credentials = %d, %v", resp.StatusCode, err)
-	}
-	var c servedCreds
-	if err := json.Unmarshal(body, &c); err != nil {
-		t.Fatalf("decode credentials: %v", err)
-	}
-	if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Token == "" || c.Expiration.IsZero() {
-		t.Fatal("the endpoint served incomplete credentials")
-	}
-	return c
-}
-
-// events passes the credentials manager's events to the test.
-type events struct {
-	updated  chan time.Time
-	reloaded chan time.Time
-	calls    atomic.Int64 // STS calls, chained hops included
-}
-
-var _ creds.Observer = (*events)(nil)
-
-func newEvents() *events {
-	return &events{updated: make(chan time.Time, 1024), reloaded: make(chan time.Time, 1024)}
-}
-
-func (e *events) STSCall(string, string, time.Duration) { e.calls.Add(1) }
-
-func (e *events) CredentialsUpdated(exp time.Time) {
-	select {
-	case e.updated <- exp:
-	default: // a test that waits for it fails on its guard
-	}
-}
-
-func (e *events) TokenReloaded(exp time.Time) {
-	select {
-	case e.reloaded <- exp:
-	default:
-	}
-}
-
-// receive waits for the next value on ch.
-func receive[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(guard):
-		t.Fatalf("no %s within %s", what, guard)
-		var zero T
-		return zero
-	}
-}
-
-// logBuffer collects the sidecar's JSON log lines and lets a test wait for one.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// count returns how many records have message msg and every attribute of attrs.
-func (b *logBuffer) count(t *testing.T, msg string, attrs map[string]string) int {
-	t.Helper()
-	n := 0
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		if rec["msg"] != msg {
-			continue
-		}
-		match := true
-		for k, v := range attrs {
-			if fmt.Sprint(rec[k]) != v {
-				match = false
-			}
-		}
-		if match {
-			n++
-		}
-	}
-	return n
-}
-
-// waitCount waits until count(msg, attrs) reaches n.
-func (b *logBuffer) waitCount(t *testing.T, n int, msg string, attrs map[string]string) {
-	t.Helper()
-	deadline := time.After(guard)
-	for {
-		b.mu.Lock()
-		ch := b.changed
-		b.mu.Unlock()
-		if b.count(t, msg, attrs) >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("fewer than %d logs %q with %v within %s; logs:\n%s", n, msg, attrs, guard, b.String())
-		}
-	}
+	w := podenv.Shared(t)
+	return &env{w: w, iss: w.Issuer, weed: w.Weed, admin: w.Admin, home: t.TempDir(), root: root}
 }
 
 // randomToken is an Authorization token as an operator would make one for a Secret.

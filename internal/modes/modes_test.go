@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,10 +29,11 @@ import (
 	stsv1 "github.com/aws/aws-sdk-go/service/sts"
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/diagnose"
 	"github.com/credsidecar/credsidecar/internal/imds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
@@ -64,12 +64,12 @@ func TestModes(t *testing.T) {
 // Apps that only speak EC2 instance metadata find the credentials with nothing but
 // AWS_EC2_METADATA_SERVICE_ENDPOINT, use them against STS and S3, and cannot skip IMDSv2.
 func testIMDS(t *testing.T, e *env) {
-	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.IMDSListen = "127.0.0.1:0" }})
-	url := s.addrs.IMDSURL()
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{IMDS: true})
+	url := s.Addrs.IMDSURL()
 	if !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("IMDS URL %q, want a loopback address", url)
 	}
-	served := s.served(t)
+	served := s.Served(t)
 
 	t.Run("aws-sdk-go-v2", func(t *testing.T) {
 		key := objectKey(t.Name())
@@ -102,7 +102,7 @@ func testIMDS(t *testing.T, e *env) {
 			"AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
 			"AWS_CONFIG_FILE":                   e.absent("config"),
 			"AWS_SHARED_CREDENTIALS_FILE":       e.absent("credentials"),
-			"EXPECT_CREDS_SHA256":               served.digest(),
+			"EXPECT_CREDS_SHA256":               served.Digest(),
 			"E2E_ENDPOINT":                      e.weed.Endpoint(),
 			"E2E_BUCKET":                        e.weed.Bucket(),
 			"E2E_KEY":                           key,
@@ -120,7 +120,7 @@ func testIMDS(t *testing.T, e *env) {
 			"AWS_CONFIG_FILE":                   e.absent("config"),
 			"AWS_SHARED_CREDENTIALS_FILE":       e.absent("credentials"),
 			"NODE_PATH":                         modules,
-			"EXPECT_CREDS_SHA256":               served.digest(),
+			"EXPECT_CREDS_SHA256":               served.Digest(),
 			"E2E_ENDPOINT":                      e.weed.Endpoint(),
 			"E2E_BUCKET":                        e.weed.Bucket(),
 			"E2E_KEY":                           key,
@@ -131,15 +131,15 @@ func testIMDS(t *testing.T, e *env) {
 
 	t.Run("IMDSv1 refused", func(t *testing.T) {
 		const path = "/latest/meta-data/iam/security-credentials/"
-		status, _ := s.do(t, http.MethodGet, url+path, nil)
+		status, _ := s.Do(t, http.MethodGet, url+path, nil)
 		if status != http.StatusUnauthorized {
 			t.Fatalf("GET %s without a session token = %d, want 401", path, status)
 		}
-		status, token := s.do(t, http.MethodPut, url+"/latest/api/token", map[string]string{imds.TTLHeader: "60"})
+		status, token := s.Do(t, http.MethodPut, url+"/latest/api/token", map[string]string{imds.TTLHeader: "60"})
 		if status != http.StatusOK || token == "" {
 			t.Fatalf("PUT /latest/api/token = %d", status)
 		}
-		status, role := s.do(t, http.MethodGet, url+path, map[string]string{imds.TokenHeader: token})
+		status, role := s.Do(t, http.MethodGet, url+path, map[string]string{imds.TokenHeader: token})
 		if status != http.StatusOK || role != testbed.DefaultRoleName {
 			t.Fatalf("GET %s with a session token = %d %q, want 200 %s", path, status, role, testbed.DefaultRoleName)
 		}
@@ -150,20 +150,22 @@ func testIMDS(t *testing.T, e *env) {
 // a file (so it exists, non-empty, before the sidecar starts) and given to the apps as the
 // value AWS_CONTAINER_AUTHORIZATION_TOKEN, all that older SDKs read.
 func testLegacyToken(t *testing.T, e *env) {
-	dir := t.TempDir()
 	token := randomToken(t)
-	secretVolume(t, dir, map[string]string{"token": token})
-	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.AuthTokenFile = filepath.Join(dir, "token") }})
-	if got := s.authToken(t); got != token {
+	vol, err := testbed.NewSecretVolume(t.TempDir(), map[string]string{"token": token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{AuthTokenFile: vol.Path("token")})
+	if got := s.AuthToken(t); got != token {
 		t.Fatal("the sidecar replaced the Secret's token")
 	}
-	if n := s.logs.count(t, "loaded auth token", nil); n != 1 || s.logs.count(t, "generated auth token", nil) != 0 {
-		t.Fatalf("the sidecar did not load the Secret's token (%d loaded lines); logs:\n%s", n, s.logs.String())
+	if n := s.Logs.Count("loaded auth token", nil); n != 1 || s.Logs.Count("generated auth token", nil) != 0 {
+		t.Fatalf("the sidecar did not load the Secret's token (%d loaded lines); logs:\n%s", n, s.Logs.String())
 	}
-	served := s.served(t)
+	served := s.Served(t)
 	vars := func(key string) map[string]string {
 		return map[string]string{
-			"AWS_CONTAINER_CREDENTIALS_FULL_URI": s.addrs.CredentialsURL(),
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI": s.Addrs.CredentialsURL(),
 			"AWS_CONTAINER_AUTHORIZATION_TOKEN":  token,
 			"AWS_REGION":                         testbed.Region,
 			"AWS_DEFAULT_REGION":                 testbed.Region,
@@ -221,34 +223,113 @@ func testLegacyToken(t *testing.T, e *env) {
 	})
 
 	t.Run("other token refused", func(t *testing.T) {
-		status, _ := s.do(t, http.MethodGet, s.addrs.CredentialsURL(), map[string]string{"Authorization": randomToken(t)})
+		status, _ := s.Do(t, http.MethodGet, s.Addrs.CredentialsURL(), map[string]string{"Authorization": randomToken(t)})
 		if status != http.StatusUnauthorized {
 			t.Fatalf("credentials with another token = %d, want 401", status)
 		}
 	})
+
+	t.Run("Secret rotation", func(t *testing.T) { testLegacyRotation(t, e, s, vol, token, vars) })
+}
+
+// testLegacyRotation rotates the Secret under a running sidecar, as `kubectl create secret
+// --dry-run=client -o yaml | kubectl apply -f -` and the kubelet's ..data swap would: the sidecar
+// adopts the new token without a restart, refuses the old one, and an app reading the token from
+// the file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) keeps getting credentials, while one given the
+// value needs the new value, i.e. a restart (docs/modes.md).
+func testLegacyRotation(t *testing.T, e *env, s *podenv.Sidecar, vol *testbed.SecretVolume, old string, vars func(string) map[string]string) {
+	// The file-reading app: aws-sdk-go-v2's default chain, loaded once and kept across the
+	// rotation, as a long-running process would.
+	e.isolateAWSEnv(t, map[string]string{
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     s.URL,
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": vol.Path("token"),
+		"AWS_REGION":                             testbed.Region,
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatalf("load default config: %v", err)
+	}
+	cache, ok := cfg.Credentials.(*aws.CredentialsCache)
+	if !ok {
+		t.Fatalf("default credentials are a %T, want the SDK's *aws.CredentialsCache", cfg.Credentials)
+	}
+	retrieve := func(when string) aws.Credentials {
+		t.Helper()
+		// Invalidate makes the next Retrieve fetch from the endpoint, as expiry would: the SDK
+		// reads the token file again for that fetch.
+		cache.Invalidate()
+		c, err := cache.Retrieve(ctx)
+		if err != nil {
+			t.Fatalf("%s: retrieve credentials with the token file: %v", when, err)
+		}
+		if c.Source != endpointcreds.ProviderName {
+			t.Fatalf("%s: credentials from %q, want the container endpoint's", when, c.Source)
+		}
+		return c
+	}
+	retrieve("before the rotation")
+
+	const changed = "auth token changed, now expecting the new one"
+	before := s.Logs.Count(changed, nil)
+	rotated := randomToken(t)
+	if err := vol.Write(map[string]string{"token": rotated}); err != nil {
+		t.Fatalf("rotate the Secret: %v", err)
+	}
+	// The sidecar watches the volume's directory, so the ..data swap alone wakes it; no clock
+	// moves here.
+	s.Logs.WaitCount(t, guard, before+1, changed, map[string]string{"path": vol.Path("token")})
+
+	if a := s.Get(t, old); a.Status != http.StatusUnauthorized {
+		t.Errorf("credentials with the old token after the rotation = %d, want 401", a.Status)
+	}
+	if a := s.Get(t, rotated); a.Status != http.StatusOK || a.Creds.AccessKeyID == "" {
+		t.Errorf("credentials with the new token = %d, want 200 with credentials", a.Status)
+	}
+
+	c := retrieve("after the rotation")
+	if served := s.Served(t); c.AccessKeyID != served.AccessKeyID {
+		t.Errorf("the file-reading app got key %s, the endpoint serves %s", creds.MaskKeyID(c.AccessKeyID), creds.MaskKeyID(served.AccessKeyID))
+	}
+	key := objectKey(t.Name())
+	arn, etag := useGoV2(t, e, cfg, key)
+	checkRole(t, arn, testbed.DefaultRoleName)
+	e.checkObject(t, key, etag)
+
+	// An app given the value works again once restarted with the new one.
+	key = objectKey(t.Name() + " boto3")
+	v := vars(key)
+	v["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = rotated
+	got := e.runScript(t, v, python(t), e.script("internal/modes/testdata/container_boto3.py"))
+	checkClient(t, got, "container-role", testbed.DefaultRoleName)
+	e.checkObject(t, key, got.ETag)
+
+	s.Logs.MustNotContain(t, "old auth token", old)
+	s.Logs.MustNotContain(t, "new auth token", rotated)
 }
 
 // The AWS CLI runs the built `sidecar credential-process` from a profile's credential_process
 // line and signs with what it prints. The binary gets there as in a pod: `sidecar install`
 // copies it into a directory standing for the shared emptyDir.
 func testCredentialProcess(t *testing.T, e *env, b *build) {
-	s := e.startSidecar(t, sidecarOptions{})
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{})
 	shared := t.TempDir()
 	if out, err := exec.Command(b.wait(t), "install", shared).CombinedOutput(); err != nil {
 		t.Fatalf("sidecar install %s: %v\n%s", shared, err, out)
 	}
 	bin := filepath.Join(shared, "sidecar")
 	cli := awsCLI(t, python(t))
-	if strings.ContainsAny(bin+s.cfg.AuthTokenFile, " '\"\\") {
-		t.Fatalf("paths need quoting in credential_process: %q %q", bin, s.cfg.AuthTokenFile)
+	if strings.ContainsAny(bin+s.AuthTokenFile, " '\"\\") {
+		t.Fatalf("paths need quoting in credential_process: %q %q", bin, s.AuthTokenFile)
 	}
 	cfg := filepath.Join(t.TempDir(), "config")
 	body := fmt.Sprintf("[profile app]\ncredential_process = %s credential-process --endpoint %s --auth-token-file %s\nregion = %s\n",
-		bin, s.addrs.CredentialsURL(), s.cfg.AuthTokenFile, testbed.Region)
+		bin, s.Addrs.CredentialsURL(), s.AuthTokenFile, testbed.Region)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := s.credentialRequests(t)
+	before := credentialRequests(t, s)
 	stdout, stderr, err := e.runClient(t, map[string]string{
 		"AWS_CONFIG_FILE":             cfg,
 		"AWS_SHARED_CREDENTIALS_FILE": e.absent("credentials"),
@@ -263,7 +344,7 @@ func testCredentialProcess(t *testing.T, e *env, b *build) {
 	}
 	t.Logf("aws sts get-caller-identity: %s", id.Arn)
 	checkRole(t, id.Arn, testbed.DefaultRoleName)
-	if after := s.credentialRequests(t); after <= before {
+	if after := credentialRequests(t, s); after <= before {
 		t.Errorf("the credentials endpoint answered %d requests before and %d after: the CLI did not go through the sidecar", before, after)
 	}
 }
@@ -272,20 +353,19 @@ func testCredentialProcess(t *testing.T, e *env, b *build) {
 // rewrites it, and a reader never catches it half-written.
 func testCredentialsFile(t *testing.T, e *env) {
 	path := filepath.Join(t.TempDir(), "credentials")
-	s := e.startSidecar(t, sidecarOptions{
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{
 		// The refreshes below move the sidecar's clock hours ahead of the wall clock that the
 		// token and SeaweedFS's credentials live by, so both must outlast that: a day-long token
 		// and 12 h sessions. With the window at its largest, the first refresh comes 66 min in
 		// and every later one a minute after the previous (the manager's floor), so 100 of them
 		// take under 3 h of fake time.
-		token: testbed.TokenRequest{Lifetime: 24 * time.Hour},
-		configure: func(c *config.Config) {
-			c.CredentialsFile = path
-			c.Duration, c.RefreshWindow = 12*time.Hour, 10*time.Hour+54*time.Minute
-		},
-		creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
+		Token:           testbed.TokenRequest{Lifetime: 24 * time.Hour},
+		CredentialsFile: path,
+		Duration:        12 * time.Hour,
+		RefreshWindow:   10*time.Hour + 54*time.Minute,
+		Creds:           []creds.Option{creds.WithRand(func() float64 { return 0 })},
 	})
-	first := s.served(t)
+	first := s.Served(t)
 	waitForKey(t, path, first.AccessKeyID)
 	if fi, err := os.Stat(path); err != nil {
 		t.Fatal(err)
@@ -293,13 +373,13 @@ func testCredentialsFile(t *testing.T, e *env) {
 		t.Errorf("file mode %v, want 0640 like the auth token", fi.Mode().Perm())
 	}
 
-	boto3 := func(t *testing.T, want servedCreds) {
+	boto3 := func(t *testing.T, want podenv.Creds) {
 		got := e.runScript(t, map[string]string{
 			"AWS_SHARED_CREDENTIALS_FILE": path,
 			"AWS_CONFIG_FILE":             e.absent("config"),
 			"AWS_DEFAULT_REGION":          testbed.Region,
 			"AWS_EC2_METADATA_DISABLED":   "true",
-			"EXPECT_CREDS_SHA256":         want.digest(),
+			"EXPECT_CREDS_SHA256":         want.Digest(),
 			"E2E_ENDPOINT":                e.weed.Endpoint(),
 		}, python(t), e.script("internal/credfile/testdata/credfile_boto3.py"))
 		checkClient(t, got, "shared-credentials-file", testbed.DefaultRoleName)
@@ -332,8 +412,8 @@ func testCredentialsFile(t *testing.T, e *env) {
 	})
 
 	t.Run("refresh rewrites it", func(t *testing.T) {
-		s.advanceUntilUpdated(t)
-		now := s.served(t)
+		s.AdvanceUntilUpdated(t)
+		now := s.Served(t)
 		if now.AccessKeyID == first.AccessKeyID {
 			t.Fatal("the endpoint serves the same key after a refresh")
 		}
@@ -343,13 +423,13 @@ func testCredentialsFile(t *testing.T, e *env) {
 
 	t.Run("readers never see half a file", func(t *testing.T) {
 		r := startReader(t, path)
-		served := map[string]servedCreds{}
-		cur := s.served(t)
+		served := map[string]podenv.Creds{}
+		cur := s.Served(t)
 		served[cur.AccessKeyID] = cur
 		const refreshes = 100
 		for range refreshes {
-			s.advanceUntilUpdated(t)
-			cur = s.served(t)
+			s.AdvanceUntilUpdated(t)
+			cur = s.Served(t)
 			served[cur.AccessKeyID] = cur
 			waitForKey(t, path, cur.AccessKeyID)
 		}
@@ -374,8 +454,8 @@ func testCredentialsFile(t *testing.T, e *env) {
 // names it, and its permissions are the chained role's.
 func testChaining(t *testing.T, e *env) {
 	chained := testbed.RoleARN(chainedRole)
-	s := e.startSidecar(t, sidecarOptions{configure: func(c *config.Config) { c.ChainRoleARNs = []string{chained} }})
-	served := s.served(t)
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{ChainRoleARNs: []string{chained}})
+	served := s.Served(t)
 	if served.RoleARN != chained {
 		t.Errorf("served RoleArn %s, want the chained role %s", served.RoleARN, chained)
 	}
@@ -385,8 +465,8 @@ func testChaining(t *testing.T, e *env) {
 
 	key := objectKey(t.Name())
 	e.isolateAWSEnv(t, map[string]string{
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     s.addrs.CredentialsURL(),
-		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": s.cfg.AuthTokenFile,
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     s.Addrs.CredentialsURL(),
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": s.AuthTokenFile,
 		"AWS_REGION":                             testbed.Region,
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), guard)
@@ -408,11 +488,11 @@ func testChaining(t *testing.T, e *env) {
 	checkRole(t, arn, chainedRole)
 	e.checkObject(t, key, etag)
 	// Both hops were STS calls, and both are counted.
-	if m := s.metrics(t); !strings.Contains(m, `credsidecar_sts_requests_total{code="",result="success"} 2`+"\n") {
+	if m := s.Metrics(t); !strings.Contains(m, `credsidecar_sts_requests_total{code="",result="success"} 2`+"\n") {
 		t.Errorf("metrics do not count the two calls of the chain:\n%s", grepLines(m, "credsidecar_sts_requests_total"))
 	}
-	s.logs.waitCount(t, 1, "fetched credentials", nil)
-	if !strings.Contains(s.logs.String(), `"role_arn":"`+chained+`"`) {
+	s.Logs.WaitCount(t, guard, 1, "fetched credentials", nil)
+	if !strings.Contains(s.Logs.String(), `"role_arn":"`+chained+`"`) {
 		t.Error("the fetch log does not name the chained role")
 	}
 }
@@ -421,15 +501,15 @@ func testChaining(t *testing.T, e *env) {
 // is first read, not again at the next STS call, and once more after a rotation to another
 // such token.
 func testTokenWarnings(t *testing.T, e *env) {
-	s := e.startSidecar(t, sidecarOptions{
+	s := e.w.StartSidecar(t, podenv.SidecarOptions{
 		// SeaweedFS accepts the token because one of its audiences is the provider's client id;
 		// AWS would refuse it, which is why the warning matters.
-		token: testbed.TokenRequest{Audiences: e.iss.ClusterAudiences()},
-		creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
+		Token: testbed.TokenRequest{Audiences: e.iss.ClusterAudiences()},
+		Creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
 	})
 	warning := map[string]string{"id": diagnose.IDTokenMultipleAudiences, "level": "WARN"}
-	s.logs.waitCount(t, 1, "token problem", warning)
-	for _, line := range strings.Split(s.logs.String(), "\n") {
+	s.Logs.WaitCount(t, guard, 1, "token problem", warning)
+	for _, line := range strings.Split(s.Logs.String(), "\n") {
 		if strings.Contains(line, diagnose.IDTokenMultipleAudiences) {
 			for _, k := range []string{`"what":"the token has 3 audiences`, `"why":"`, `"fix":"set ` + "`audience: "} {
 				if !strings.Contains(line, k) {
@@ -438,23 +518,24 @@ func testTokenWarnings(t *testing.T, e *env) {
 			}
 		}
 	}
-	count := func() int { return s.logs.count(t, "token problem", warning) }
+	count := func() int { return s.Logs.Count("token problem", warning) }
 
-	s.advanceUntilUpdated(t)
-	if n := s.events.calls.Load(); n != 2 {
+	s.AdvanceUntilUpdated(t)
+	if n := len(s.Events.Calls()); n != 2 {
 		t.Fatalf("%d STS calls, want 2", n)
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("%d warnings after two STS calls with the same token, want 1", n)
 	}
 
-	if err := s.proj.Rotate(); err != nil {
+	reloads := len(s.Events.Reloads())
+	if err := s.Proj.Rotate(); err != nil {
 		t.Fatalf("rotate the token: %v", err)
 	}
-	receive(t, s.events.reloaded, "TokenReloaded for the rotated token")
-	s.logs.waitCount(t, 2, "token problem", warning)
-	s.advanceUntilUpdated(t)
-	if n := s.events.calls.Load(); n != 3 {
+	s.Events.WaitFor(t, guard, "TokenReloaded for the rotated token", func() bool { return len(s.Events.Reloads()) > reloads })
+	s.Logs.WaitCount(t, guard, 2, "token problem", warning)
+	s.AdvanceUntilUpdated(t)
+	if n := len(s.Events.Calls()); n != 3 {
 		t.Fatalf("%d STS calls, want 3", n)
 	}
 	if n := count(); n != 2 {
@@ -505,44 +586,12 @@ func checkClient(t *testing.T, got clientResult, provider, role string) {
 	checkRole(t, got.ARN, role)
 }
 
-// do sends one request and returns the status and the body.
-func (s *sidecar) do(t *testing.T, method, url string, header map[string]string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
+var credentialRequestsLine = regexp.MustCompile(`(?m)^credsidecar_http_requests_total\{code="200",endpoint="credentials"\} (\d+)$`)
 
-// metrics scrapes /metrics.
-func (s *sidecar) metrics(t *testing.T) string {
+// credentialRequests is how many credential requests the endpoint of s answered with 200.
+func credentialRequests(t *testing.T, s *podenv.Sidecar) int {
 	t.Helper()
-	status, body := s.do(t, http.MethodGet, s.addrs.MetricsURL()+"/metrics", nil)
-	if status != http.StatusOK {
-		t.Fatalf("GET /metrics = %d", status)
-	}
-	return body
-}
-
-var credentialRequests = regexp.MustCompile(`(?m)^credsidecar_http_requests_total\{code="200",endpoint="credentials"\} (\d+)$`)
-
-// credentialRequests is how many credential requests the endpoint answered with 200.
-func (s *sidecar) credentialRequests(t *testing.T) int {
-	t.Helper()
-	m := credentialRequests.FindStringSubmatch(s.metrics(t))
+	m := credentialRequestsLine.FindStringSubmatch(s.Metrics(t))
 	if m == nil {
 		return 0
 	}
@@ -559,29 +608,6 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// secretVolume lays files out as the kubelet mounts a Secret: <dir>/<name> -> ..data/<name>,
-// ..data -> ..<timestamp>, the files in the timestamped directory.
-func secretVolume(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	const ts = "..2026_05_20_10_00_00.123456789"
-	if err := os.Mkdir(filepath.Join(dir, ts), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, ts, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 var keyLine = regexp.MustCompile(`(?m)^aws_access_key_id = (\S+)$`)
@@ -667,15 +693,15 @@ func startReader(t *testing.T, path string) *reader {
 }
 
 // stop ends the loop and returns what it saw; a failed read fails t.
-func (r *reader) stop(t *testing.T) map[string]servedCreds {
+func (r *reader) stop(t *testing.T) map[string]podenv.Creds {
 	t.Helper()
 	close(r.stopped)
-	if err := receive(t, r.done, "the reader's end"); err != nil {
+	if err := await.Receive(t, guard, r.done, "the reader's end"); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]servedCreds{}
+	out := map[string]podenv.Creds{}
 	for id, c := range r.seen {
-		out[id] = servedCreds{AccessKeyID: id, SecretAccessKey: c.SecretAccessKey, Token: c.SessionToken}
+		out[id] = podenv.Creds{AccessKeyID: id, SecretAccessKey: c.SecretAccessKey, Token: c.SessionToken}
 	}
 	return out
 }
@@ -713,7 +739,7 @@ func (e *env) startBuild(t *testing.T) *build {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-b.done
+		await.Receive(t, guard, b.done, "go build's end after cancel")
 	})
 	return b
 }

@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/server"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 )
 
 // wellBehaved is an SDK-like client that keeps asking the endpoint for credentials while a test
@@ -35,7 +38,7 @@ type wellBehaved struct {
 // maxWellBehaved bounds the client's requests, whatever the test's length.
 const maxWellBehaved = 1_000_000
 
-func startWellBehaved(s *appSidecar) *wellBehaved {
+func startWellBehaved(s *podenv.Sidecar) *wellBehaved {
 	w := &wellBehaved{stop: make(chan struct{}), done: make(chan struct{})}
 	client := &http.Client{Timeout: guard}
 	go func() {
@@ -47,7 +50,7 @@ func startWellBehaved(s *appSidecar) *wellBehaved {
 			default:
 			}
 			began := time.Now()
-			a, err := getCredentials(client, s.url, s.auth)
+			a, err := podenv.Get(client, s.URL, s.Auth)
 			took := time.Since(began)
 			w.requests.Add(1)
 			w.mu.Lock()
@@ -55,8 +58,8 @@ func startWellBehaved(s *appSidecar) *wellBehaved {
 			switch {
 			case err != nil:
 				w.failures = append(w.failures, err.Error())
-			case a.status != http.StatusOK || a.creds.AccessKeyID == "":
-				w.failures = append(w.failures, fmt.Sprintf("status %d: %s", a.status, a.body))
+			case a.Status != http.StatusOK || a.Creds.AccessKeyID == "":
+				w.failures = append(w.failures, fmt.Sprintf("status %d: %s", a.Status, a.Body))
 			}
 			w.mu.Unlock()
 		}
@@ -76,9 +79,11 @@ func (w *wellBehaved) checkpoint(t *testing.T, phase string) int64 {
 	return w.requests.Load()
 }
 
-func (w *wellBehaved) close() {
+// close stops the client and waits for its last request, which its HTTP timeout bounds.
+func (w *wellBehaved) close(t *testing.T) {
+	t.Helper()
 	close(w.stop)
-	<-w.done
+	await.Receive(t, 2*guard, w.done, "the well-behaved client's end")
 }
 
 // rawRequest sends request bytes on a new connection and reads one answer.
@@ -108,17 +113,16 @@ func rawRequest(t *testing.T, addr, request string) (*http.Response, []byte, err
 // asking for credentials: each abuse gets a bounded, credential-free answer or a closed
 // connection, and the well-behaved client gets 200 throughout.
 func TestHTTPAbuse(t *testing.T) {
-	b := startBed(t)
-	s := startApp(t, b, nil)
-	addr := strings.TrimPrefix(strings.TrimSuffix(s.url, server.CredentialsPath), "http://")
+	s := startApp(t, clock.Real())
+	addr := s.Addrs.Credentials.String()
 	good := startWellBehaved(s)
-	defer good.close()
+	defer good.close(t)
 	secret := func(body []byte) bool { return bytes.Contains(body, []byte(`"SecretAccessKey"`)) }
 
 	t.Run("wrong methods", func(t *testing.T) {
 		for _, m := range []string{"POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get"} {
 			resp, body, err := rawRequest(t, addr, m+" /v1/credentials HTTP/1.1\r\nHost: "+addr+
-				"\r\nAuthorization: "+s.auth+"\r\nContent-Length: 0\r\n\r\n")
+				"\r\nAuthorization: "+s.Auth+"\r\nContent-Length: 0\r\n\r\n")
 			if err != nil {
 				t.Errorf("%s: %v", m, err)
 				continue
@@ -151,7 +155,7 @@ func TestHTTPAbuse(t *testing.T) {
 			{"*", http.StatusBadRequest},
 		}
 		for _, tt := range tests {
-			for _, auth := range []string{s.auth, ""} {
+			for _, auth := range []string{s.Auth, ""} {
 				req := "GET " + tt.target + " HTTP/1.1\r\nHost: " + addr + "\r\n"
 				if auth != "" {
 					req += "Authorization: " + auth + "\r\n"
@@ -213,7 +217,8 @@ func TestHTTPAbuse(t *testing.T) {
 				closed <- slowloris(c, addr, began)
 			}()
 		}
-		wg.Wait()
+		// Each slowloris gives up by itself after guard.
+		await.Done(t, 2*guard, "the slowloris connections' end", wg.Wait)
 		close(closed)
 		var slowest time.Duration
 		for d := range closed {
@@ -235,11 +240,11 @@ func TestHTTPAbuse(t *testing.T) {
 			want = room
 		}
 		before := good.checkpoint(t, "before idle connections")
-		held := holdConnections(t, addr, s.auth, want)
+		held := holdConnections(t, addr, s.Auth, want)
 		// While they are held the server still answers a new client at once.
-		a := mustGet(t, &http.Client{Timeout: guard}, s.url, s.auth)
-		if a.status != http.StatusOK {
-			t.Errorf("a new client while %d connections are held: status %d", want, a.status)
+		a, err := podenv.Get(&http.Client{Timeout: guard}, s.URL, s.Auth)
+		if err != nil || a.Status != http.StatusOK {
+			t.Errorf("a new client while %d connections are held: %v", want, describe(a, err))
 		}
 		after := good.checkpoint(t, "while idle connections were held")
 		held.release(t)
@@ -250,14 +255,22 @@ func TestHTTPAbuse(t *testing.T) {
 	})
 
 	// Everything above is over: the server still serves.
-	if a := mustGet(t, s.client, s.url, s.auth); a.status != http.StatusOK {
-		t.Errorf("after the abuse: status %d", a.status)
+	if a := s.Get(t, s.Auth); a.Status != http.StatusOK {
+		t.Errorf("after the abuse: status %d", a.Status)
 	}
 	n := good.checkpoint(t, "end")
 	good.mu.Lock()
 	slowest := good.slowest
 	good.mu.Unlock()
 	t.Logf("well-behaved client: %d requests, none failed, slowest %v", n, slowest.Round(time.Millisecond))
+}
+
+// describe says what an answer was, for a failure message.
+func describe(a *podenv.Answer, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("status %d", a.Status)
 }
 
 // sendLarge writes request while reading the answer, as the server may answer and close before

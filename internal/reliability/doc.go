@@ -14,5 +14,7 @@
 //     traversal) is thrown at the real credentials server while a well-behaved client checks
 //     that it keeps getting its credentials.
 //
-// TestSoak (build tag soak, `make soak`) runs the built sidecar under load for ten minutes.
+// The tests against SeaweedFS share one issuer and SeaweedFS, the testkit/podenv World of the
+// test binary. TestSoak (build tag soak, `make soak`) runs the built sidecar under load for ten
+// minutes.
 package reliability

@@ -4,102 +4,25 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/credsidecar/credsidecar/internal/app"
 	"github.com/credsidecar/credsidecar/internal/clock"
-	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
-// bed is the real world around a sidecar: an OIDC issuer and SeaweedFS (STS and S3) trusting it.
-type bed struct {
-	iss  *testbed.Issuer
-	weed *testbed.SeaweedFS
-}
-
-// startBed starts one SeaweedFS for the calling test and its subtests: it takes seconds, so
-// the tests share it.
-func startBed(t *testing.T) *bed {
+// startApp runs the whole sidecar (internal/app, as cmd/sidecar runs it) in the shared World
+// until the test ends, reading a kubelet-style projected token and assuming the default role at
+// SeaweedFS, and returns once it serves credentials. clk nil means a fake clock. The jitter is
+// fixed at the middle of its range, so refresh times are known.
+func startApp(t *testing.T, clk clock.Clock) *podenv.Sidecar {
 	t.Helper()
-	iss := testbed.StartIssuerForTest(t, testbed.IssuerOptions{})
-	return &bed{iss: iss, weed: testbed.StartSeaweedFSForTest(t, testbed.SeaweedFSOptions{Issuer: iss})}
-}
-
-// appSidecar is the whole sidecar (internal/app, as cmd/sidecar runs it) in-process, reading a
-// kubelet-style projected token and assuming the test bed's role at SeaweedFS.
-type appSidecar struct {
-	app    *app.App
-	proj   *testbed.Projector
-	clk    clock.Clock
-	logs   *logCapture
-	obs    *stsObserver
-	url    string
-	auth   string
-	client *http.Client
-}
-
-// startApp runs the sidecar until the test ends and returns once it serves credentials. clk
-// nil means the wall clock.
-func startApp(t *testing.T, b *bed, clk clock.Clock) *appSidecar {
-	t.Helper()
-	s := &appSidecar{
-		clk:    clk,
-		logs:   newLogCapture(t),
-		obs:    newSTSObserver(),
-		client: &http.Client{Timeout: guard},
-	}
-	if s.clk == nil {
-		s.clk = clock.Real()
-	}
-	// The projector keeps real time: SeaweedFS checks the token's expiry by its own clock.
-	s.proj = testbed.NewProjectorForTest(t, testbed.ProjectorOptions{
-		Minter: b.iss.Minter(testbed.TokenRequest{}),
+	return podenv.Shared(t).StartSidecar(t, podenv.SidecarOptions{
+		Clock: clk,
+		Creds: []creds.Option{creds.WithRand(func() float64 { return 0.5 })},
 	})
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.RoleARN = b.weed.RoleARN()
-	cfg.TokenFile = s.proj.Path()
-	cfg.STSEndpoint = b.weed.Endpoint()
-	cfg.Region = testbed.Region
-	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AuthTokenFile = filepath.Join(dir, "auth-token")
-	cfg.LogLevel = -4 // debug: the logs are what tests wait on
-
-	a := sidecartest.Start(t, cfg, app.Options{
-		Logger: s.logs.logger(),
-		Clock:  clk,
-		// The observer replaces the metrics' one, so tests can count STS calls.
-		CredsOptions: []creds.Option{creds.WithObserver(s.obs), creds.WithRand(func() float64 { return 0.5 })},
-	}, guard)
-	s.app = a
-	s.url = a.Addrs().CredentialsURL()
-	auth, err := os.ReadFile(cfg.AuthTokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.auth = strings.TrimSpace(string(auth))
-	return s
-}
-
-// fakeTimers is how many timers the app arms on its clock when idle: the refresh loop, the
-// token poll and the auth-token poll.
-const fakeTimers = 3
-
-// step moves a fake clock to the next timer and waits until the app has reacted.
-func (s *appSidecar) step(t *testing.T) {
-	t.Helper()
-	f, ok := s.clk.(*clock.Fake)
-	if !ok {
-		t.Fatal("step needs a fake clock")
-	}
-	f.WaitForTimers(fakeTimers)
-	f.AdvanceToNext()
-	f.WaitForTimers(fakeTimers)
 }
 
 // tokenFault breaks the projected token in place, as a broken volume, a careless operator or a
@@ -112,13 +35,6 @@ type tokenFault struct {
 	problem string
 	// clear removes what breakIt left in the way of the kubelet's next write, if anything.
 	clear func(t *testing.T, p *testbed.Projector)
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // resolved is the file the token symlinks lead to, inside the current ..data directory.
@@ -207,64 +123,64 @@ func tokenFaults() []tokenFault {
 // the file, the cached credentials must keep being served, and once the kubelet writes a good
 // token again one STS call must bring fresh credentials, without a restart.
 func TestTokenFaults(t *testing.T) {
-	b := startBed(t)
+	iss := podenv.Shared(t).Issuer
 	for _, tf := range tokenFaults() {
 		t.Run(tf.name, func(t *testing.T) {
-			clk := clock.NewFake(time.Now())
-			s := startApp(t, b, clk)
-			first := mustGet(t, s.client, s.url, s.auth)
-			if first.status != http.StatusOK {
-				t.Fatalf("before the fault: status %d", first.status)
+			s := startApp(t, nil)
+			clk := s.Fake
+			first := s.Get(t, s.Auth)
+			if first.Status != http.StatusOK {
+				t.Fatalf("before the fault: status %d", first.Status)
 			}
 
 			broken := clk.Now()
-			tf.breakIt(t, s.proj, broken, b.iss)
-			for steps := 0; !s.logs.has("fetch credentials failed", `"code":"TokenFile"`); steps++ {
+			tf.breakIt(t, s.Proj, broken, iss)
+			for steps := 0; !s.Logs.Has("fetch credentials failed", `"code":"TokenFile"`); steps++ {
 				if steps > 500 {
 					t.Fatal("no failed refresh after 500 clock steps")
 				}
-				s.step(t)
+				s.Step(t)
 			}
-			if !s.logs.has("fetch credentials failed", `"code":"TokenFile"`, tf.problem, s.proj.Path()) {
+			if !s.Logs.Has("fetch credentials failed", `"code":"TokenFile"`, tf.problem, s.Proj.Path()) {
 				t.Errorf("the failed refresh's log does not name the file and say %q", tf.problem)
 			}
 			// The refresh comes due with 40 min (plus the jitter's 2 min) left of SeaweedFS's hour.
 			if waited := clk.Now().Sub(broken); waited < 15*time.Minute || waited > 20*time.Minute {
 				t.Errorf("the failed refresh came %v after the fault, want the refresh time 15-20 min later", waited)
 			}
-			during := mustGet(t, s.client, s.url, s.auth)
-			if during.status != http.StatusOK || during.creds.AccessKeyID != first.creds.AccessKeyID {
-				t.Errorf("with a broken token: status %d key %q, want 200 with the cached credentials", during.status, during.creds.AccessKeyID)
+			during := s.Get(t, s.Auth)
+			if during.Status != http.StatusOK || during.Creds.AccessKeyID != first.Creds.AccessKeyID {
+				t.Errorf("with a broken token: status %d key %q, want 200 with the cached credentials", during.Status, during.Creds.AccessKeyID)
 			}
-			if calls := s.obs.callList(); len(calls) != 1 {
+			if calls := s.Events.Calls(); len(calls) != 1 {
 				t.Errorf("STS calls %q with a broken token, want only the first one", calls)
 			}
 
 			// The kubelet writes a good token again.
 			failedAt := clk.Now()
 			if tf.clear != nil {
-				tf.clear(t, s.proj)
+				tf.clear(t, s.Proj)
 			}
-			must(t, s.proj.Rotate())
-			for steps := 0; s.obs.updates() < 2; steps++ {
+			must(t, s.Proj.Rotate())
+			for steps := 0; len(s.Events.Updates()) < 2; steps++ {
 				if steps > 100 {
 					t.Fatal("no fresh credentials 100 clock steps after the token was repaired")
 				}
-				s.step(t)
+				s.Step(t)
 			}
 			t.Logf("refresh failed %v after the fault; recovered %v after the repair",
 				failedAt.Sub(broken).Round(time.Second), clk.Now().Sub(failedAt).Round(time.Second))
-			after := mustGet(t, s.client, s.url, s.auth)
-			if after.status != http.StatusOK || after.creds.AccessKeyID == first.creds.AccessKeyID {
-				t.Errorf("after the repair: status %d key %q, want 200 with new credentials", after.status, after.creds.AccessKeyID)
+			after := s.Get(t, s.Auth)
+			if after.Status != http.StatusOK || after.Creds.AccessKeyID == first.Creds.AccessKeyID {
+				t.Errorf("after the repair: status %d key %q, want 200 with new credentials", after.Status, after.Creds.AccessKeyID)
 			}
-			if calls := s.obs.callList(); len(calls) != 2 || calls[1] != "success/" {
+			if calls := s.Events.Calls(); len(calls) != 2 || calls[1] != "success/" {
 				t.Errorf("STS calls %q, want the first one and one successful recovery", calls)
 			}
-			tok, err := os.ReadFile(s.proj.Path())
+			tok, err := os.ReadFile(s.Proj.Path())
 			must(t, err)
-			s.logs.mustNotContain(t, "service-account token", string(tok))
-			s.logs.mustNotContain(t, "auth token", s.auth)
+			s.Logs.MustNotContain(t, "service-account token", string(tok))
+			s.Logs.MustNotContain(t, "auth token", s.Auth)
 		})
 	}
 }

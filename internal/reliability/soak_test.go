@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/load"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/proc"
 	"github.com/credsidecar/credsidecar/internal/testkit/sidecarproc"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 // soakDurationEnv overrides the soak's length (a Go duration), e.g. for a quick try.
@@ -42,18 +45,23 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), length+5*time.Minute)
 	defer cancel()
 
-	b := startBed(t)
+	w := podenv.Shared(t)
 	dir := t.TempDir()
 	bin, err := sidecarproc.Build(ctx, dir)
 	must(t, err)
-	proj := testbed.NewProjectorForTest(t, testbed.ProjectorOptions{Minter: b.iss.Minter(testbed.TokenRequest{})})
-	var logs syncBuffer
+	proj := testbed.NewProjectorForTest(t, testbed.ProjectorOptions{Minter: w.Issuer.Minter(testbed.TokenRequest{})})
+	var logs testlog.Buffer
 	sc, err := sidecarproc.Start(ctx, sidecarproc.Options{
 		Binary: bin, Dir: dir,
-		RoleARN: b.weed.RoleARN(), TokenFile: proj.Path(), STSEndpoint: b.weed.Endpoint(), Region: testbed.Region,
+		RoleARN: w.Weed.RoleARN(), TokenFile: proj.Path(), STSEndpoint: w.Weed.Endpoint(), Region: testbed.Region,
 		Logs: &logs,
 	})
 	must(t, err)
+	defer func() {
+		if t.Failed() {
+			t.Logf("sidecar logs (last 60 lines):\n%s", logs.Tail(60))
+		}
+	}()
 	defer func() {
 		if err := sc.Stop(10 * time.Second); err != nil {
 			t.Errorf("sidecar did not exit cleanly on SIGTERM: %v", err)
@@ -113,7 +121,7 @@ func TestSoak(t *testing.T) {
 		},
 	})
 	close(loadDone)
-	side.Wait()
+	await.Done(t, guard, "the rotations and memory samples to stop", side.Wait)
 	must(t, err)
 	endMem, err := proc.ReadMemory(sc.Pid())
 	must(t, err)
@@ -157,16 +165,4 @@ func TestSoak(t *testing.T) {
 		rotations, reloads, stsCalls)
 	t.Logf("sidecar RSS: %s MiB when ready, first minute's peak %s MiB, last minute's peak %s MiB, %s MiB at the end (peak %s MiB)",
 		proc.MiB(startMem.RSS), proc.MiB(first), proc.MiB(last), proc.MiB(endMem.RSS), proc.MiB(endMem.PeakRSS))
-}
-
-// syncBuffer is a bytes.Buffer safe for the sidecar's log copier and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
 }

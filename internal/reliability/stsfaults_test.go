@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +15,11 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/server"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/observe"
+	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
 // Documented refresh behaviour of creds (package doc and Config defaults) the assertions rest on.
@@ -34,8 +39,8 @@ const (
 type fakeSidecar struct {
 	clk    *clock.Fake
 	sts    *faultSTS
-	obs    *stsObserver
-	logs   *logCapture
+	obs    *observe.Recorder
+	logs   *testlog.Buffer
 	url    string
 	auth   string
 	jwt    string
@@ -62,24 +67,30 @@ func startFakeSidecar(t *testing.T, callTimeout time.Duration, jitter float64) *
 	s := &fakeSidecar{
 		clk:    clk,
 		sts:    newFaultSTS(t, clk, 10*callTimeout),
-		obs:    newSTSObserver(),
-		logs:   newLogCapture(t),
+		obs:    observe.NewRecorder(),
+		logs:   &testlog.Buffer{},
 		jwt:    string(jwt),
 		client: &http.Client{Timeout: guard},
 		timers: 3,
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("captured logs (last 60 lines):\n%s", s.logs.Tail(60))
+		}
+	})
+	log := s.logs.Logger(slog.LevelDebug)
 	m, err := creds.NewManager(creds.Config{
 		RoleARN:     "arn:aws:iam::123456789012:role/app",
 		TokenFile:   proj.Path(),
 		CallTimeout: callTimeout,
 	}, creds.NewSTSClient(testbed.Region, s.sts.url()),
-		creds.WithClock(clk), creds.WithObserver(s.obs), creds.WithLogger(s.logs.logger()),
+		creds.WithClock(clk), creds.WithObserver(s.obs), creds.WithLogger(log),
 		creds.WithRand(func() float64 { return jitter }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	authFile := filepath.Join(t.TempDir(), "auth-token")
-	tok, err := authtoken.Load(authFile, authtoken.WithClock(clk), authtoken.WithLogger(s.logs.logger()))
+	tok, err := authtoken.Load(authFile, authtoken.WithClock(clk), authtoken.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +107,9 @@ func startFakeSidecar(t *testing.T, callTimeout time.Duration, jitter float64) *
 	s.url = "http://" + ln.Addr().String() + server.CredentialsPath
 	// Without credentials the endpoint holds a request up to the cold-start wait (800 ms of real
 	// time) before its 503; past the serving floor that would make every check here that long.
-	h := server.NewCredentials(m, tok, server.WithClock(clk), server.WithLogger(s.logs.logger()),
+	h := server.NewCredentials(m, tok, server.WithClock(clk), server.WithLogger(log),
 		server.WithColdStartWait(20*time.Millisecond))
-	srv := server.NewHTTPServer(h, s.logs.logger())
+	srv := server.NewHTTPServer(h, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -117,30 +128,44 @@ func startFakeSidecar(t *testing.T, callTimeout time.Duration, jitter float64) *
 	}()
 	t.Cleanup(func() {
 		cancel()
-		wg.Wait()
+		await.Done(t, guard, "the manager and the server to stop", wg.Wait)
 	})
 	// The first call normally succeeds at once; on a machine so loaded that it ran out of
 	// callTimeout, the refresh loop's retries (on the fake clock) get there.
-	s.settle()
-	for steps := 0; s.obs.updates() == 0; steps++ {
+	s.settle(t)
+	for steps := 0; len(s.obs.Updates()) == 0; steps++ {
 		if steps > 20 {
-			t.Fatalf("no credentials after 20 clock steps; STS calls: %q", s.obs.callList())
+			t.Fatalf("no credentials after 20 clock steps; STS calls: %q", s.obs.Calls())
 		}
-		s.step()
+		s.step(t)
 	}
-	s.settle()
+	s.settle(t)
 	return s
+}
+
+// get asks the endpoint once and fails t on a transport error.
+func (s *fakeSidecar) get(t *testing.T) *podenv.Answer {
+	t.Helper()
+	a, err := podenv.Get(s.client, s.url, s.auth)
+	if err != nil {
+		t.Fatalf("GET %s: %v", s.url, err)
+	}
+	return a
 }
 
 // settle waits until every component has armed its timer again, i.e. has finished reacting to
 // the last clock move (an STS call in flight holds the refresh loop's timer back).
-func (s *fakeSidecar) settle() { s.clk.WaitForTimers(s.timers) }
+func (s *fakeSidecar) settle(t *testing.T) {
+	t.Helper()
+	await.Timers(t, guard, s.clk, s.timers)
+}
 
 // step moves the fake clock to the next timer and waits for the reaction.
-func (s *fakeSidecar) step() {
-	s.settle()
+func (s *fakeSidecar) step(t *testing.T) {
+	t.Helper()
+	s.settle(t)
 	s.clk.AdvanceToNext()
-	s.settle()
+	s.settle(t)
 }
 
 // backoffBounds returns the fewest and the most STS calls the documented transient backoff
@@ -197,19 +222,16 @@ func TestSTSFaults(t *testing.T) {
 			t.Parallel()
 			s := startFakeSidecar(t, callTimeout, jitter)
 			start := s.clk.Now()
-			first := mustGet(t, s.client, s.url, s.auth)
-			if first.status != http.StatusOK {
-				t.Fatalf("at start: status %d", first.status)
+			first := s.get(t)
+			if first.Status != http.StatusOK {
+				t.Fatalf("at start: status %d", first.Status)
 			}
-			startCalls := len(s.obs.callList())
+			startCalls := len(s.obs.Calls())
 			if s.sts.count() != startCalls {
 				t.Fatalf("at start: STS server saw %d calls, the manager reported %d", s.sts.count(), startCalls)
 			}
 			// The answer's expiry, to the second, is what the manager holds: STS states whole seconds.
-			expiry, err := time.Parse(time.RFC3339, first.creds.Expiration)
-			if err != nil {
-				t.Fatal(err)
-			}
+			expiry := first.Creds.Expiration
 			if !expiry.Add(time.Second).After(start.Add(sessionLength)) {
 				t.Fatalf("credentials expire at %v, want about an hour after %v", expiry, start)
 			}
@@ -218,16 +240,16 @@ func TestSTSFaults(t *testing.T) {
 
 			// The client's view, checked after every step of the clock and by a concurrent
 			// client in between steps.
-			check := func(a *answer, err error, before, after time.Time) string {
+			check := func(a *podenv.Answer, err error, before, after time.Time) string {
 				switch {
 				case err != nil:
 					return "transport error: " + err.Error()
-				case !after.After(floor) && (a.status != http.StatusOK || a.creds.AccessKeyID != first.creds.AccessKeyID):
-					return "while the cached credentials were servable: status " + http.StatusText(a.status) + " key " + a.creds.AccessKeyID
-				case before.After(floor) && a.status != http.StatusServiceUnavailable:
-					return "past the serving floor: status " + http.StatusText(a.status) + ", want 503"
-				case before.After(floor) && a.creds.Code != "CredentialsUnavailable":
-					return "past the serving floor: code " + a.creds.Code
+				case !after.After(floor) && (a.Status != http.StatusOK || a.Creds.AccessKeyID != first.Creds.AccessKeyID):
+					return "while the cached credentials were servable: status " + http.StatusText(a.Status) + " key " + a.Creds.AccessKeyID
+				case before.After(floor) && a.Status != http.StatusServiceUnavailable:
+					return "past the serving floor: status " + http.StatusText(a.Status) + ", want 503"
+				case before.After(floor) && a.Code != "CredentialsUnavailable":
+					return "past the serving floor: code " + a.Code
 				}
 				return ""
 			}
@@ -245,7 +267,7 @@ func TestSTSFaults(t *testing.T) {
 					default:
 					}
 					before := s.clk.Now()
-					a, err := getCredentials(s.client, s.url, s.auth)
+					a, err := podenv.Get(s.client, s.url, s.auth)
 					if msg := check(a, err, before, s.clk.Now()); msg != "" && len(bgFailures) < 10 {
 						bgFailures = append(bgFailures, msg)
 					}
@@ -263,19 +285,19 @@ func TestSTSFaults(t *testing.T) {
 				if steps > 10000 {
 					t.Fatal("no end after 10000 clock steps")
 				}
-				s.step()
+				s.step(t)
 				now := s.clk.Now()
-				if firstFailure.IsZero() && len(s.obs.callList()) > startCalls {
+				if firstFailure.IsZero() && len(s.obs.Calls()) > startCalls {
 					firstFailure = now
 					if end.IsZero() {
 						end = now.Add(shortSpan)
 					}
 				}
-				a, err := getCredentials(s.client, s.url, s.auth)
+				a, err := podenv.Get(s.client, s.url, s.auth)
 				if msg := check(a, err, now, now); msg != "" {
 					t.Fatalf("at +%v: %s", now.Sub(start), msg)
 				}
-				if a.status == http.StatusOK {
+				if a.Status == http.StatusOK {
 					served++
 				} else {
 					refused++
@@ -285,7 +307,8 @@ func TestSTSFaults(t *testing.T) {
 				}
 			}
 			close(stop)
-			bg.Wait()
+			// Each of its requests is bounded by the client's timeout.
+			await.Done(t, 2*guard, "the concurrent client's end", bg.Wait)
 			if len(bgFailures) > 0 {
 				t.Errorf("concurrent client (%d requests): %q", bgRequests, bgFailures)
 			}
@@ -294,7 +317,7 @@ func TestSTSFaults(t *testing.T) {
 			if want := expiry.Add(-42 * time.Minute); !firstFailure.Equal(want) {
 				t.Errorf("first refresh at +%v, want +%v", firstFailure.Sub(start), want.Sub(start))
 			}
-			calls := s.obs.callList()[startCalls:]
+			calls := s.obs.Calls()[startCalls:]
 			for _, c := range calls {
 				if c != "error/"+tt.wantCode {
 					t.Fatalf("STS calls during the fault reported %q, want only error/%s", calls, tt.wantCode)
@@ -315,28 +338,28 @@ func TestSTSFaults(t *testing.T) {
 			// STS heals: one call, fresh credentials, no restart.
 			s.sts.set(faultNone)
 			before := s.sts.count()
-			for steps := 0; s.obs.updates() < 2; steps++ {
+			for steps := 0; len(s.obs.Updates()) < 2; steps++ {
 				if steps > 100 {
 					t.Fatal("no fresh credentials 100 clock steps after STS healed")
 				}
-				s.step()
+				s.step(t)
 			}
 			if got := s.sts.count() - before; got != 1 {
 				t.Errorf("%d STS calls to recover, want 1", got)
 			}
-			healed := mustGet(t, s.client, s.url, s.auth)
-			if healed.status != http.StatusOK || healed.creds.AccessKeyID == first.creds.AccessKeyID {
-				t.Errorf("after recovery: status %d key %q, want 200 with new credentials", healed.status, healed.creds.AccessKeyID)
+			healed := s.get(t)
+			if healed.Status != http.StatusOK || healed.Creds.AccessKeyID == first.Creds.AccessKeyID {
+				t.Errorf("after recovery: status %d key %q, want 200 with new credentials", healed.Status, healed.Creds.AccessKeyID)
 			}
 			t.Logf("%s: %d STS calls in %v of fault (bounds %d..%d), %d requests served, %d refused past the floor, %d concurrent requests",
 				tt.name, len(calls), s.clk.Now().Sub(firstFailure).Round(time.Second), least, most, served, refused, bgRequests)
 
 			for _, k := range s.sts.issuedList() {
-				s.logs.mustNotContain(t, "secret access key", k.secret)
-				s.logs.mustNotContain(t, "session token", k.session)
+				s.logs.MustNotContain(t, "secret access key", k.secret)
+				s.logs.MustNotContain(t, "session token", k.session)
 			}
-			s.logs.mustNotContain(t, "service-account token", s.jwt)
-			s.logs.mustNotContain(t, "auth token", s.auth)
+			s.logs.MustNotContain(t, "service-account token", s.jwt)
+			s.logs.MustNotContain(t, "auth token", s.auth)
 		})
 	}
 }

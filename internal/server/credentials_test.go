@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 const okBody = `{"AccessKeyId":"ASIAEXAMPLEKEY123456","SecretAccessKey":"` + secretKey + `","Token":"` + sessionToken +
@@ -267,7 +268,7 @@ func TestColdStartConcurrent(t *testing.T) {
 		}
 	}
 	close(src.release)
-	wg.Wait()
+	await.Done(t, 2*time.Minute, "the answers to all requests", wg.Wait)
 	close(codes)
 	bad := map[string]int{}
 	for c := range codes {

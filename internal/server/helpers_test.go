@@ -81,14 +81,9 @@ func emptySource() funcSource {
 
 type logBuffer = testlog.Buffer
 
-func debugLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
+func debugLogger() (*slog.Logger, *logBuffer) { return testlog.New(slog.LevelDebug) }
 
-func newInfoLogger(b *logBuffer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func newInfoLogger(b *logBuffer) *slog.Logger { return b.Logger(slog.LevelInfo) }
 
 // startServer serves h on a loopback port with the production server settings.
 func startServer(tb testing.TB, h http.Handler, log *slog.Logger) *httptest.Server {

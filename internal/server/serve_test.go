@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 func TestListen(t *testing.T) {
@@ -53,13 +54,16 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		resp.Body.Close()
 		got <- string(body)
 	}()
-	<-src.arrived // the request is in flight
+	await.Receive(t, 30*time.Second, src.arrived, "the request in flight")
 	cancel()
 	// Shutdown closes the listener first; wait until new connections are refused.
-	for {
+	for refuseBy := time.Now().Add(30 * time.Second); ; {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			break
+		}
+		if time.Now().After(refuseBy) {
+			t.Fatal("the listener still accepted connections 30 s after the shutdown began")
 		}
 		c.Close()
 		select {
@@ -69,10 +73,10 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		}
 	}
 	close(src.release)
-	if body := <-got; body != okBody {
+	if body := await.Receive(t, 30*time.Second, got, "the in-flight request's answer"); body != okBody {
 		t.Fatalf("in-flight request got %s", body)
 	}
-	if err := <-served; err != nil {
+	if err := await.Receive(t, 30*time.Second, served, "Serve's return"); err != nil {
 		t.Fatalf("Serve = %v, want nil", err)
 	}
 }
@@ -99,13 +103,13 @@ func TestServeShutdownDeadline(t *testing.T) {
 		}
 		reqDone <- err
 	}()
-	<-src.arrived
+	await.Receive(t, 30*time.Second, src.arrived, "the request in flight")
 	cancel()
-	err = <-served
+	err = await.Receive(t, 30*time.Second, served, "Serve's return after its shutdown deadline")
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "shut down 127.0.0.1:") {
 		t.Fatalf("Serve = %v, want a shutdown deadline error", err)
 	}
-	if err := <-reqDone; err == nil {
+	if err := await.Receive(t, 30*time.Second, reqDone, "the hanging request's end"); err == nil {
 		t.Fatal("hanging request completed; want its connection closed")
 	}
 	close(src.release)

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 // recordHandler hands every log record to the test through a channel, so a test can wait for a
@@ -72,7 +73,7 @@ func TestProgressLogsEveryInterval(t *testing.T) {
 	}
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			fc.WaitForTimers(1)
+			await.Timers(t, 30*time.Second, fc, 1)
 			p.OnObjectBytesTransferred(ctx, &transfermanager.ObjectBytesTransferredEvent{BytesTransferred: st.transferred, TotalBytes: total})
 			// Just short of the interval: no line yet.
 			fc.Advance(5*time.Second - time.Millisecond)
@@ -105,7 +106,7 @@ func TestProgressLogsEveryInterval(t *testing.T) {
 		})
 	}
 	cancel()
-	wg.Wait()
+	await.Done(t, 30*time.Second, "the progress loop's end after cancel", wg.Wait)
 	if n := fc.Pending(); n != 0 {
 		t.Errorf("%d timers left armed after stop", n)
 	}
@@ -118,12 +119,12 @@ func TestProgressUnknownTotal(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { p.run(ctx) })
-	fc.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Second)
 	a := attrs(h.next(t))
 	if _, ok := a["percent"]; ok {
 		t.Error("percent logged without a known total")
 	}
 	cancel()
-	wg.Wait()
+	await.Done(t, 30*time.Second, "the progress loop's end after cancel", wg.Wait)
 }

@@ -200,19 +200,6 @@ func (p *Process) WaitLog(ctx context.Context, want ...string) (string, error) {
 	}
 }
 
-// CountLogs counts the kept lines containing every one of want (only the last maxLines are kept).
-func (p *Process) CountLogs(want ...string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, l := range p.lines {
-		if containsAll(l, want) {
-			n++
-		}
-	}
-	return n
-}
-
 func containsAll(s string, want []string) bool {
 	for _, w := range want {
 		if !strings.Contains(s, w) {

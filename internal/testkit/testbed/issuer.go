@@ -179,7 +179,7 @@ func (i *Issuer) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 			err = srv.Serve(ln)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			i.log.Error("issuer listener stopped", "err", err)
+			i.log.Error("issuer listener stopped", "error", err)
 		}
 	}()
 }

@@ -182,7 +182,7 @@ func (p *Projector) run(ctx context.Context) {
 			}
 			p.mu.Unlock()
 			if err != nil {
-				p.log.Warn("token rotation failed", "dir", p.dir, "err", err, "retry_in", p.retry)
+				p.log.Warn("token rotation failed", "dir", p.dir, "error", err, "retry_in", p.retry)
 			}
 			t.Reset(p.untilNext())
 		}
@@ -223,17 +223,23 @@ func (p *Projector) rotateLocked() error {
 	return nil
 }
 
-// write follows the kubelet's AtomicWriter.Write: a new timestamped directory holds the payload,
-// a ..data_tmp symlink to it is renamed over ..data (the one atomic step readers observe), the
-// user-visible symlink <name> -> ..data/<name> is created if missing, and the previous
-// timestamped directory is removed.
+// write follows the kubelet's AtomicWriter.Write for the projector's one file.
 func (p *Projector) write(now time.Time, payload []byte) error {
-	dataDir := filepath.Join(p.dir, dataDirName)
+	return atomicWrite(p.dir, now, map[string][]byte{p.name: payload}, p.mode)
+}
+
+// atomicWrite follows the kubelet's AtomicWriter.Write: a new timestamped directory holds the
+// files, a ..data_tmp symlink to it is renamed over ..data (the one atomic step readers observe),
+// the user-visible symlinks <name> -> ..data/<name> are created if missing, and the previous
+// timestamped directory is removed. Unlike the kubelet it leaves the symlinks of files no longer
+// written in place: the volumes here never drop a file.
+func atomicWrite(dir string, now time.Time, files map[string][]byte, mode os.FileMode) error {
+	dataDir := filepath.Join(dir, dataDirName)
 	oldTS, err := os.Readlink(dataDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", dataDirName, err)
 	}
-	tsDir, err := os.MkdirTemp(p.dir, now.UTC().Format(tsDirPattern))
+	tsDir, err := os.MkdirTemp(dir, now.UTC().Format(tsDirPattern))
 	if err != nil {
 		return fmt.Errorf("create timestamped dir: %w", err)
 	}
@@ -241,27 +247,31 @@ func (p *Projector) write(now time.Time, payload []byte) error {
 	if err := os.Chmod(tsDir, 0o755); err != nil {
 		return fmt.Errorf("chmod timestamped dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(tsDir, p.name), payload, p.mode); err != nil {
-		return fmt.Errorf("write payload: %w", err)
+	for name, payload := range files {
+		if err := os.WriteFile(filepath.Join(tsDir, name), payload, mode); err != nil {
+			return fmt.Errorf("write payload: %w", err)
+		}
+		if err := os.Chmod(filepath.Join(tsDir, name), mode); err != nil {
+			return fmt.Errorf("chmod payload: %w", err)
+		}
 	}
-	if err := os.Chmod(filepath.Join(tsDir, p.name), p.mode); err != nil {
-		return fmt.Errorf("chmod payload: %w", err)
-	}
-	tmpLink := filepath.Join(p.dir, dataDirTmpName)
+	tmpLink := filepath.Join(dir, dataDirTmpName)
 	if err := os.Symlink(filepath.Base(tsDir), tmpLink); err != nil {
 		return fmt.Errorf("symlink %s: %w", dataDirTmpName, err)
 	}
 	if err := os.Rename(tmpLink, dataDir); err != nil {
 		return fmt.Errorf("rename %s over %s: %w", dataDirTmpName, dataDirName, err)
 	}
-	visible := filepath.Join(p.dir, p.name)
-	if _, err := os.Lstat(visible); errors.Is(err, os.ErrNotExist) {
-		if err := os.Symlink(filepath.Join(dataDirName, p.name), visible); err != nil {
-			return fmt.Errorf("symlink %s: %w", p.name, err)
+	for name := range files {
+		visible := filepath.Join(dir, name)
+		if _, err := os.Lstat(visible); errors.Is(err, os.ErrNotExist) {
+			if err := os.Symlink(filepath.Join(dataDirName, name), visible); err != nil {
+				return fmt.Errorf("symlink %s: %w", name, err)
+			}
 		}
 	}
 	if oldTS != "" {
-		if err := os.RemoveAll(filepath.Join(p.dir, oldTS)); err != nil {
+		if err := os.RemoveAll(filepath.Join(dir, oldTS)); err != nil {
 			return fmt.Errorf("remove old timestamped dir: %w", err)
 		}
 	}

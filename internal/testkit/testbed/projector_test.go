@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
 // tsDirRE is the kubelet's timestamped directory name: ..<UTC time>.<MkdirTemp digits>.
@@ -159,7 +160,7 @@ func TestProjectorRotatesAtEightyPercentOfLifetime(t *testing.T) {
 			})
 			for round := range 3 {
 				iat := t0.Add(time.Duration(round) * tt.wantAt)
-				fake.WaitForTimers(1)
+				await.Timers(t, 30*time.Second, fake, 1)
 				if at, _ := fake.NextDeadline(); !at.Equal(iat.Add(tt.wantAt)) {
 					t.Fatalf("round %d: rotation armed for %s, want iat+%s = %s", round, at, tt.wantAt, iat.Add(tt.wantAt))
 				}
@@ -171,7 +172,7 @@ func TestProjectorRotatesAtEightyPercentOfLifetime(t *testing.T) {
 					t.Fatalf("round %d: %d rotations one second early, want %d", round, got, round+1)
 				}
 				fake.Advance(time.Second)
-				fake.WaitForTimers(1) // re-armed only after the rotation is written
+				await.Timers(t, 30*time.Second, fake, 1) // re-armed only after the rotation is written
 				if got := p.Rotations(); got != round+2 {
 					t.Fatalf("round %d: %d rotations at the deadline, want %d", round, got, round+2)
 				}
@@ -198,7 +199,7 @@ func TestProjectorRotateOnDemandRestartsCountdown(t *testing.T) {
 		Clock:  fake,
 		Minter: func(now time.Time) (string, error) { return checkedToken(int(seq.Add(1)), now, 10*time.Minute), nil },
 	})
-	fake.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fake, 1)
 	fake.Advance(3 * time.Minute)
 	if err := p.Rotate(); err != nil {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestProjectorRotateOnDemandRestartsCountdown(t *testing.T) {
 		t.Errorf("Rotations = %d after passing the old deadline, want 2", p.Rotations())
 	}
 	fake.Advance(time.Second)
-	fake.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fake, 1)
 	if p.Rotations() != 3 {
 		t.Errorf("Rotations = %d at the new deadline, want 3", p.Rotations())
 	}
@@ -234,9 +235,9 @@ func TestProjectorRetriesAfterMintFailure(t *testing.T) {
 			return checkedToken(int(calls.Load()), now, 10*time.Minute), nil
 		},
 	})
-	fake.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fake, 1)
 	fake.Advance(8 * time.Minute) // the failing mint
-	fake.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fake, 1)
 	if at, _ := fake.NextDeadline(); !at.Equal(t0.Add(8*time.Minute + 30*time.Second)) {
 		t.Fatalf("after a failed mint the retry is armed for %s, want 30 s later", at)
 	}
@@ -244,7 +245,7 @@ func TestProjectorRetriesAfterMintFailure(t *testing.T) {
 		t.Fatalf("Rotations = %d after a failed mint, want 1", p.Rotations())
 	}
 	fake.Advance(30 * time.Second)
-	fake.WaitForTimers(1)
+	await.Timers(t, 30*time.Second, fake, 1)
 	if p.Rotations() != 2 || calls.Load() != 3 {
 		t.Errorf("Rotations, mints = %d, %d after the retry; want 2, 3", p.Rotations(), calls.Load())
 	}
@@ -297,10 +298,10 @@ func TestProjectorReaderNeverSeesPartialToken(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("rotation %d: %v", i, err)
 		}
-		<-progress // keep the reader reading through every rotation
+		await.Receive(t, 30*time.Second, progress, "a read between two rotations") // keep the reader reading through every rotation
 	}
 	close(done)
-	wg.Wait()
+	await.Done(t, 30*time.Second, "the reader's end", wg.Wait)
 
 	if torn.Load() != 0 {
 		t.Errorf("%d reads saw a partial, mixed or unreadable token", torn.Load())
@@ -332,7 +333,7 @@ func TestProjectorCloseIsIdempotent(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	await.Done(t, 30*time.Second, "every Close to return", wg.Wait)
 	if err := p.Close(); err != nil {
 		t.Error(err)
 	}

@@ -214,7 +214,7 @@ func (s *SeaweedFS) launch(ctx context.Context) error {
 		select {
 		case <-s.proc.exited:
 			if attempt < attempts && ctx.Err() == nil {
-				s.log.Warn("weed exited during start-up, retrying on other ports", "attempt", attempt, "err", err)
+				s.log.Warn("weed exited during start-up, retrying on other ports", "attempt", attempt, "error", err)
 				s.cleanupSockets()
 				continue
 			}
@@ -409,9 +409,6 @@ func (s *SeaweedFS) Dir() string { return s.dir }
 
 // LogDir holds weed's weed.stdout.log, weed.stderr.log and glog files.
 func (s *SeaweedFS) LogDir() string { return s.logDir }
-
-// IAMConfigPath is the iam.json weed was started with.
-func (s *SeaweedFS) IAMConfigPath() string { return s.iamPath }
 
 // Pid is weed's process id (and process group id).
 func (s *SeaweedFS) Pid() int { return s.proc.pid() }
