@@ -213,13 +213,20 @@ func (s *Server) routes() http.Handler {
 	return h
 }
 
+// proxyHeaders are the headers a proxy adds to a request it passes on: X-Forwarded-For and
+// RFC 7239's Forwarded (which EC2's IMDS refuses), Via (RFC 9110, every conforming proxy), and
+// the client-address headers of nginx and Envoy.
+var proxyHeaders = []string{"X-Forwarded-For", "Forwarded", "Via", "X-Real-Ip", "X-Envoy-External-Address"}
+
 // rejectForwarded refuses requests that came through a proxy, as IMDS does: a request forgery
 // that makes some web-facing process fetch URLs for an attacker must not reach credentials.
 func (s *Server) rejectForwarded(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.Header.Values("X-Forwarded-For")) > 0 || len(r.Header.Values("Forwarded")) > 0 {
-			s.refuse(w, r, http.StatusForbidden, "forwarded requests are refused")
-			return
+		for _, h := range proxyHeaders {
+			if len(r.Header.Values(h)) > 0 {
+				s.refuse(w, r, http.StatusForbidden, "forwarded requests are refused ("+h+")")
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
