@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -140,9 +141,11 @@ func SettingsFor(sa *corev1.ServiceAccount, d Defaults) (Settings, error) {
 	}
 	if e := sa.Annotations[AnnotationSTSEndpoint]; e != "" {
 		u, err := url.Parse(e)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			return Settings{}, bad(AnnotationSTSEndpoint, e, "must be an https URL without credentials, query or "+
-				"fragment, such as https://sts.eu-west-1.amazonaws.com")
+		secure := err == nil && (u.Scheme == "https" || u.Scheme == "http" && loopbackHost(u.Hostname()))
+		if !secure || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return Settings{}, bad(AnnotationSTSEndpoint, e, "must be an https URL (plain http only to a loopback "+
+				"address) without credentials, query or fragment, such as https://sts.eu-west-1.amazonaws.com: the "+
+				"sidecar sends the service-account token there")
 		}
 		s.STSEndpoint = e
 	}
@@ -206,4 +209,13 @@ func validRegion(r string) bool {
 		}
 	}
 	return true
+}
+
+// loopbackHost reports whether host is localhost or a loopback IP address.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
