@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +196,107 @@ func TestHistogramPNG(t *testing.T) {
 	}
 	if r, _, _, _ := img.At(pngMarginLeft, top).RGBA(); r>>8 != 200 {
 		t.Errorf("bucket 0 above the scale: red %d, want the clipped colour", r>>8)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{name: "one", in: "0", want: []int{0}},
+		{name: "range", in: "0-1", want: []int{0, 1}},
+		{name: "mixed", in: "0-2,8,10-11", want: []int{0, 1, 2, 8, 10, 11}},
+		{name: "empty", in: "", wantErr: true},
+		{name: "backwards range", in: "3-1", wantErr: true},
+		{name: "not a number", in: "0,x", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCPUList(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseCPUList(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("parseCPUList(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCPUPlan(t *testing.T) {
+	off := planCPUs(false)
+	if off.pinned() || off.serverEnv() != nil || !strings.Contains(off.describe(), "-pin=false") {
+		t.Errorf("planCPUs(false) = %+v (%q), want unpinned, saying why", off, off.describe())
+	}
+	on := cpuPlan{server: "0", load: "1"}
+	if !on.pinned() || !slices.Equal(on.serverEnv(), []string{"GOMAXPROCS=1"}) {
+		t.Errorf("pinned plan: env %v, want GOMAXPROCS=1", on.serverEnv())
+	}
+	if d := on.describe(); !strings.Contains(d, "CPU 0") || !strings.Contains(d, "CPU 1") {
+		t.Errorf("pinned plan says %q, want both CPUs named", d)
+	}
+}
+
+// endpointRowFor is a row of runs with the given ratios, the sidecar's p99s and failures.
+func endpointRowFor(conns int, ratios []float64, p99 time.Duration, failed map[string]uint64) endpointRow {
+	rw := endpointRow{conns: conns, ratio: ratios, sides: map[string]*endpointSide{}}
+	for _, name := range []string{sideSidecar, childBare, childBareLimits} {
+		rw.sides[name] = &endpointSide{p99: []float64{float64(p99)}, failed: failed[name]}
+	}
+	return rw
+}
+
+func TestEndpointTargets(t *testing.T) {
+	fast := 100 * time.Microsecond
+	tests := []struct {
+		name       string
+		rows       []endpointRow
+		want       []string // verdicts, in order
+		wantInText []string
+	}{
+		{name: "met", rows: []endpointRow{
+			endpointRowFor(1, []float64{0.95, 0.91, 0.99}, fast, nil),
+			endpointRowFor(16, []float64{0.92}, fast, nil),
+		}, want: []string{"met", "met"}, wantInText: []string{"1: 0.95x, 16: 0.92x", "p99 <= 250 µs at 1 connection: 100 µs"}},
+		{name: "one count below the ratio", rows: []endpointRow{
+			endpointRowFor(1, []float64{0.95}, fast, nil),
+			endpointRowFor(64, []float64{0.85, 0.89, 0.95}, fast, nil),
+		}, want: []string{"**not met**", "met"}},
+		{name: "slow at one connection", rows: []endpointRow{
+			endpointRowFor(1, []float64{0.95}, 300*time.Microsecond, nil),
+		}, want: []string{"met", "**not met**"}},
+		{name: "failed requests on the bare side fail the ratio", rows: []endpointRow{
+			endpointRowFor(1, []float64{0.95}, fast, nil),
+			endpointRowFor(16, []float64{0.99}, fast, map[string]uint64{childBare: 3}),
+		}, want: []string{"**not met**", "met"}, wantInText: []string{"3 failed requests"}},
+		{name: "failed requests on the sidecar fail both", rows: []endpointRow{
+			endpointRowFor(1, []float64{0.95}, fast, map[string]uint64{sideSidecar: 1}),
+		}, want: []string{"**not met**", "**not met**"}},
+		{name: "no p99 target without one connection", rows: []endpointRow{
+			endpointRowFor(16, []float64{0.95}, fast, nil),
+		}, want: []string{"met"}},
+		{name: "nothing measured", want: []string{"**not met**"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := endpointTargets(tt.rows)
+			var verdicts []string
+			var text strings.Builder
+			for _, row := range got {
+				verdicts = append(verdicts, row[1])
+				text.WriteString(row[0] + "\n")
+			}
+			if !slices.Equal(verdicts, tt.want) {
+				t.Errorf("verdicts %q, want %q; rows:\n%s", verdicts, tt.want, text.String())
+			}
+			for _, s := range tt.wantInText {
+				if !strings.Contains(text.String(), s) {
+					t.Errorf("rows do not say %q:\n%s", s, text.String())
+				}
+			}
+		})
 	}
 }

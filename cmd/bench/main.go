@@ -56,6 +56,7 @@ type settings struct {
 	warmup   time.Duration
 	duration time.Duration
 	conns    []int
+	pin      bool
 
 	memRuns int
 	memLoad time.Duration
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.warmup, "warmup", 500*time.Millisecond, "endpoint: warm-up before each measured run")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "endpoint: length of each measured run")
 	fs.StringVar(&conns, "conns", "1,16,64", "endpoint: connection counts")
+	fs.BoolVar(&s.pin, "pin", true, "endpoint: pin the servers to one CPU and the load generator to another (taskset), when there are two")
 	fs.IntVar(&s.memRuns, "mem-runs", 5, "memory: sidecar processes measured")
 	fs.DurationVar(&s.memLoad, "mem-load", 5*time.Second, "memory: length of the 64-connection load")
 	fs.IntVar(&s.coldClients, "cold-clients", 1000, "economy: concurrent clients at cold start")
