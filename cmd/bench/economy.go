@@ -331,9 +331,9 @@ func benchEconomy(ctx context.Context, e *env, r *report) error {
 	r.p("One real `creds.Manager` (default settings: %s) "+
 		"runs for %d virtual hours on a fake clock, while the kubelet-style projector rotates its %s token at "+
 		"80%% of its life on the same clock (inotify and the poll both see the rotations), and the credentials "+
-		"are read after every clock step. STS is `virtualSTS` (credentials in virtual time). %d days with "+
+		"are read after every clock step. STS is `virtualSTS` (credentials in virtual time). %s with "+
 		"different jitter seeds; per hour excludes the cold start's first call.",
-		pol.describe(), e.s.econHours, human(econTokenLifetime), e.s.econRuns)
+		pol.describe(), e.s.econHours, human(econTokenLifetime), count(e.s.econRuns, "day", "days"))
 	r.table([]string{"day", "STS calls", "per hour", "most in one hour", "median interval", "token rotations", "steps with nothing servable"}, dayRows)
 	ph := median(perHour)
 	r.checks("3. STS economy", [][]string{

@@ -279,9 +279,9 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 		"a bare `net/http` server (no ServeMux, middleware, metrics or timeouts) in a re-executed copy of the bench binary, "+
 		"answering the sidecar's exact bytes after the same Authorization check. The load generator (`internal/testkit/load`: "+
 		"closed loop, keep-alive, one request in flight per connection, like wrk) runs in the bench process. %s "+
-		"%d runs of %s (after %s warm-up) per server and connection count (%s), rotating which server goes first; "+
+		"%s of %s (after %s warm-up) per server and connection count (%s), rotating which server goes first; "+
 		"every answer was checked (200, exact body), and a failed one fails the target.",
-		plan.describe(), e.s.runs, e.s.duration, e.s.warmup, joinInts(e.s.conns))
+		plan.describe(), count(e.s.runs, "run", "runs"), e.s.duration, e.s.warmup, joinInts(e.s.conns))
 	var tab, tab2 [][]string
 	for _, rw := range rows {
 		ratio := median(rw.ratio)
@@ -306,7 +306,7 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 		"bare p50", "bare p99", "failed (sidecar / bare / limits)"}, tab)
 	r.p("Where the gap comes from: the same bare handler served by `server.NewHTTPServer` (the sidecar's "+
 		"http.Server: read-header, read, write and idle timeouts, %d KiB header limit), measured in the same "+
-		"rotation. What remains between it and the sidecar is the sidecar's handler: ServeMux, the metrics and "+
+		"rotation. What remains between it and the sidecar is the sidecar's handler: routing, the metrics and "+
 		"recovery middleware, the credentials lookup. CPU is each process's CPU time over the run's wall time "+
 		"(1.00 is one core busy): a server below 1 while pinned was waiting for the load generator, not the other way round.",
 		server.MaxHeaderBytes>>10)

@@ -253,7 +253,7 @@ func benchFleet(ctx context.Context, e *env, r *report) error {
 		"virtual clock each, all starting at the same instant, and the per-second counts add up to exactly "+
 		"those of %s Managers running together; batches keep the number of inotify instances (%s per user here) "+
 		"and timers per clock bounded. %s Simulated in %s of wall time.",
-		thousands(e.s.fleet), pol.describe(), poll, e.s.fleetHours, thousands(e.s.fleet), e.s.fleetBatch,
+		thousands(e.s.fleet), pol.describe(), human(poll), e.s.fleetHours, thousands(e.s.fleet), e.s.fleetBatch,
 		thousands(e.s.fleet), inotifyInstances(), fleetPollWhy(e.s.fleet, e.s.fleetHours, poll), res.took.Round(time.Second))
 	r.p("![STS calls per minute](%s)", name)
 	r.p("STS calls per virtual minute over %d h (x axis: hours). Green: the steady average per minute "+
@@ -312,7 +312,7 @@ func fleetPollWhy(n, hours int, poll time.Duration) string {
 	reads := float64(n) * float64(time.Duration(hours)*time.Hour) / float64(creds.DefaultPollInterval)
 	return fmt.Sprintf("The poll interval is %s instead of the default %s because a poll that finds the same "+
 		"token wakes nothing, so it cannot cause an STS call, and %s file reads would dominate the run.",
-		poll, human(creds.DefaultPollInterval), millions(reads))
+		human(poll), human(creds.DefaultPollInterval), millions(reads))
 }
 
 // inotifyInstances is the kernel's limit of inotify instances per user, as this machine has it.

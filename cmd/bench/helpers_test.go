@@ -305,7 +305,7 @@ func TestEndpointTargets(t *testing.T) {
 func TestProseNumbers(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		time.Hour: "1 h", 2 * time.Hour: "2 h", 40 * time.Minute: "40 min", 90 * time.Minute: "90 min",
-		30 * time.Second: "30 s", 1500 * time.Millisecond: "1.5s", 0: "0s",
+		30 * time.Second: "30 s", 100 * time.Millisecond: "100 ms", 1500 * time.Millisecond: "1.5s", 0: "0s",
 	} {
 		if got := human(d); got != want {
 			t.Errorf("human(%v) = %q, want %q", d, got, want)
@@ -315,6 +315,12 @@ func TestProseNumbers(t *testing.T) {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
+	}
+	if got := count(1, "run", "runs"); got != "1 run" {
+		t.Errorf("count(1) = %q, want 1 run", got)
+	}
+	if got := count(1000, "run", "runs"); got != "1,000 runs" {
+		t.Errorf("count(1000) = %q, want 1,000 runs", got)
 	}
 	for n, want := range map[float64]string{28_800_000: "28.8 M", 2880: "2,880"} {
 		if got := millions(n); got != want {

@@ -88,8 +88,8 @@ func benchMemory(ctx context.Context, e *env, r *report) error {
 	r.h2("2. Sidecar memory")
 	r.p("Resident set size (VmRSS from /proc, what a container memory limit counts) of the built `cmd/sidecar` "+
 		"serving credentials from SeaweedFS: idle %s after it first served, then sampled every 50 ms under "+
-		"%d keep-alive connections for %s. VmHWM is the process's lifetime peak. Median of %d fresh processes.",
-		settle, conns, e.s.memLoad, e.s.memRuns)
+		"%d keep-alive connections for %s. VmHWM is the process's lifetime peak. Median of %s.",
+		settle, conns, e.s.memLoad, count(e.s.memRuns, "fresh process", "fresh processes"))
 	rows, summary := memoryTargets(idle, loaded, peak, conns, failed)
 	r.table([]string{"", "median", "runs", "target", "result"}, rows)
 	for _, row := range summary {

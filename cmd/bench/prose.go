@@ -53,9 +53,11 @@ func (p refreshPolicy) describe() string {
 	return fmt.Sprintf("%s sessions, refresh with %s + up to %.0f%% jitter left", human(p.session), human(p.window), refreshJitter*100)
 }
 
-// human writes a duration as the prose does: "1 h", "40 min", "30 s", else Go's form.
+// human writes a duration as the prose does: "1 h", "40 min", "30 s", "100 ms", else Go's form.
 func human(d time.Duration) string {
 	switch {
+	case d != 0 && d < time.Second && d%time.Millisecond == 0:
+		return fmt.Sprintf("%d ms", d/time.Millisecond)
 	case d != 0 && d%time.Hour == 0:
 		return fmt.Sprintf("%d h", d/time.Hour)
 	case d != 0 && d%time.Minute == 0:
@@ -91,4 +93,12 @@ func millions(n float64) string {
 		return thousands(int(math.Round(n)))
 	}
 	return fmt.Sprintf("%.1f M", n/1e6)
+}
+
+// count writes n with the singular or the plural noun: "1 run", "7 runs".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return thousands(n) + " " + many
 }

@@ -280,7 +280,7 @@ func rotationTargets(notify []time.Duration, missed int, virt []time.Duration, p
 	virtOK := len(virt) > 0 && maxVirt <= poll
 	maxWall := quantileDuration(wall, 1)
 	wallOK := len(wall) > 0 && maxWall <= wallPoll+pollSlack
-	notifyTarget := "<= " + ms(targetNotify)
+	notifyTarget := "<= " + human(targetNotify)
 	if missed > 0 {
 		notifyTarget += fmt.Sprintf(", none missed (%d missed)", missed)
 	}
@@ -294,7 +294,7 @@ func rotationTargets(notify []time.Duration, missed int, virt []time.Duration, p
 			ms(quantileDuration(wall, 0.9)), ms(maxWall), "<= " + wallPoll.String() + " (+ the write)", verdict(wallOK)},
 	}
 	summary = [][]string{
-		{fmt.Sprintf("noticed <= %s after the ..data swap with inotify: max %s (upper bound), %d missed", ms(targetNotify), ms(maxNotify), missed),
+		{fmt.Sprintf("noticed <= %s after the ..data swap with inotify: max %s (upper bound), %d missed", human(targetNotify), ms(maxNotify), missed),
 			verdict(notifyOK)},
 		{fmt.Sprintf("poll only: noticed <= the poll interval: max %s of %s (virtual clock)", maxVirt.Round(time.Millisecond), poll),
 			verdict(virtOK)},

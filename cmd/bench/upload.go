@@ -205,8 +205,8 @@ func benchUpload(ctx context.Context, e *env, r *report) error {
 		"check after) and by `%s s3 cp` (its defaults: 8 MiB parts, 10 in parallel), both finding their credentials "+
 		"through the sidecar (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, no other "+
 		"AWS settings). Throughput is the size over the whole command's wall time; peak RSS is ru_maxrss from wait4. "+
-		"%d uploads each, alternating which goes first; each object is checked (size) and deleted after.",
-		formatSize(e.s.uploadSize), formatSize(int64(upload.DefaultPartSize)), upload.DefaultConcurrency, filepath.Base(cli), e.s.uploadRuns)
+		"%s each, alternating which goes first; each object is checked (size) and deleted after.",
+		formatSize(e.s.uploadSize), formatSize(int64(upload.DefaultPartSize)), upload.DefaultConcurrency, filepath.Base(cli), count(e.s.uploadRuns, "upload", "uploads"))
 	r.table([]string{"tool", "throughput (median)", "peak RSS per run (MiB)"}, rows)
 	r.p("Throughput ratio uploader / CLI per side-by-side pair: %s. SeaweedFS writes to this machine's disk, "+
 		"whose speed varies from one upload to the next by tens of percent, hence the pairs.", strings.Join(each, ", "))
