@@ -100,6 +100,9 @@ type endpointSide struct {
 	rps, p50, p99 []float64
 	// busy is the server process's CPU time over the run's wall time (1 is one core).
 	busy []float64
+	// cpuPerReq is the server's CPU time per answer, in nanoseconds: unlike req/s it hardly
+	// depends on what else the machine runs, so it shows a server's cost on a noisy machine too.
+	cpuPerReq []float64
 	// failed counts failed requests over every run, warm-up included.
 	failed uint64
 }
@@ -162,24 +165,35 @@ func endpointTargets(rows []endpointRow) [][]string {
 	return out
 }
 
-// busyMeter measures the CPU time a process used during a load run, over the run's wall time.
+// busyMeter measures the CPU time a process used during a load run.
 type busyMeter struct {
-	pid  int
-	cpu  time.Duration
-	wall time.Time
+	pid   int
+	cpu   time.Duration
+	began time.Time
 }
 
 func startBusy(pid int) (busyMeter, error) {
 	cpu, err := proc.ReadCPUTime(pid)
-	return busyMeter{pid: pid, cpu: cpu, wall: time.Now()}, err
+	return busyMeter{pid: pid, cpu: cpu, began: time.Now()}, err
 }
 
-func (b busyMeter) stop() (float64, error) {
+// stop returns the CPU time used since start and its share of the wall time (1 is one core).
+func (b busyMeter) stop() (time.Duration, float64, error) {
 	cpu, err := proc.ReadCPUTime(b.pid)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(cpu-b.cpu) / float64(time.Since(b.wall)), nil
+	used := cpu - b.cpu
+	return used, float64(used) / float64(time.Since(b.began)), nil
+}
+
+// answers counts every answer of a run, warm-up included, as the CPU time does.
+func answers(res *load.Result) uint64 {
+	var n uint64
+	for _, c := range res.Status {
+		n += c
+	}
+	return n
 }
 
 // benchEndpoint measures GET /v1/credentials on the built sidecar against the bare net/http
@@ -245,11 +259,11 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 				if err != nil {
 					return err
 				}
-				busy, err := srvBusy.stop()
+				used, busy, err := srvBusy.stop()
 				if err != nil {
 					return err
 				}
-				lbusy, err := loadBusy.stop()
+				_, lbusy, err := loadBusy.stop()
 				if err != nil {
 					return err
 				}
@@ -262,6 +276,9 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 				sd.p50 = append(sd.p50, float64(res.Latency.Quantile(0.5)))
 				sd.p99 = append(sd.p99, float64(res.Latency.Quantile(0.99)))
 				sd.busy = append(sd.busy, busy)
+				if n := answers(res); n > 0 {
+					sd.cpuPerReq = append(sd.cpuPerReq, float64(used)/float64(n))
+				}
 				rw.loadBusy = append(rw.loadBusy, lbusy)
 				rps[sv.name] = res.RPS()
 			}
@@ -300,7 +317,8 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 			fmt.Sprintf("%.3f", median(lim.rps)/median(bare.rps)),
 			fmt.Sprintf("%.3f (%.3f–%.3f)", median(rw.ratio2), lo2, hi2),
 			us(time.Duration(median(lim.p50))), us(time.Duration(median(lim.p99))),
-			fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", median(sc.busy), median(bare.busy), median(lim.busy), median(rw.loadBusy))})
+			fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", median(sc.busy), median(bare.busy), median(lim.busy), median(rw.loadBusy)),
+			fmt.Sprintf("%.1f / %.1f / %.1f", median(sc.cpuPerReq)/1e3, median(bare.cpuPerReq)/1e3, median(lim.cpuPerReq)/1e3)})
 	}
 	r.table([]string{"conns", "sidecar req/s", "bare req/s", "sidecar / bare (min–max)", "sidecar p50", "sidecar p99",
 		"bare p50", "bare p99", "failed (sidecar / bare / limits)"}, tab)
@@ -308,10 +326,13 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 		"http.Server: read-header, read, write and idle timeouts, %d KiB header limit), measured in the same "+
 		"rotation. What remains between it and the sidecar is the sidecar's handler: routing, the metrics and "+
 		"recovery middleware, the credentials lookup. CPU is each process's CPU time over the run's wall time "+
-		"(1.00 is one core busy): a server below 1 while pinned was waiting for the load generator, not the other way round.",
+		"(1.00 is one core busy): a server below 1 while pinned was waiting for the load generator or for "+
+		"other processes on its core. CPU per request is a server's CPU time over its answers (warm-up included): "+
+		"it hardly depends on what else runs, so bare's over the sidecar's is the ratio a saturated core would give.",
 		server.MaxHeaderBytes>>10)
 	r.table([]string{"conns", "bare + limits req/s", "bare + limits / bare", "sidecar / bare + limits (min–max)",
-		"bare + limits p50", "bare + limits p99", "CPU (sidecar / bare / limits / generator)"}, tab2)
+		"bare + limits p50", "bare + limits p99", "CPU (sidecar / bare / limits / generator)",
+		"CPU µs per request (sidecar / bare / limits)"}, tab2)
 	r.checks("1. Endpoint", endpointTargets(rows))
 	return nil
 }
