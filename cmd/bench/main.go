@@ -7,8 +7,10 @@
 // cmd/uploader binaries, SeaweedFS as STS and S3 (testbed), the kubelet-style token projector,
 // and the AWS CLI. Load is generated in this process while the servers run in their own (the
 // bare net/http limit runs in a re-executed copy of this binary), so the generator and the
-// server never share a Go scheduler. Each figure is the median of several runs; ratios are
-// measured side by side in one run, alternating which server goes first.
+// server never share a Go scheduler; in the endpoint section they do not share a CPU either
+// (-pin: servers on one CPU, the generator on another, each with GOMAXPROCS=1). Each figure is
+// the median of several runs; ratios are measured side by side in one run, alternating which
+// server goes first.
 //
 // Two figures run on a virtual clock, since they span a day: the STS economy of one sidecar and
 // the fleet of 10,000. Their STS is virtualSTS, which says why.
