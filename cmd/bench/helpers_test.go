@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -450,5 +451,46 @@ func TestRotationTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pinSelf moves every thread of this process to one CPU with GOMAXPROCS 1, and its restore
+// puts back the affinity and the default GOMAXPROCS.
+func TestPinSelf(t *testing.T) {
+	plan := planCPUs(true)
+	if !plan.pinned() {
+		t.Skipf("cannot pin here: %s", plan.unpinned)
+	}
+	before, err := allowedCPUList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bench process runs with the default GOMAXPROCS, which restore puts back; go test's
+	// -cpu sets another, put back after the test.
+	prev := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	runtime.SetDefaultGOMAXPROCS()
+	procs := runtime.GOMAXPROCS(0)
+	restore, err := pinSelf(context.Background(), plan.load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := allowedCPUList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinnedProcs := runtime.GOMAXPROCS(0)
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if pinned != plan.load || pinnedProcs != 1 {
+		t.Errorf("pinned: cpus %q, GOMAXPROCS %d; want %q and 1", pinned, pinnedProcs, plan.load)
+	}
+	after, err := allowedCPUList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before || runtime.GOMAXPROCS(0) != procs {
+		t.Errorf("restored: cpus %q, GOMAXPROCS %d; want %q and %d", after, runtime.GOMAXPROCS(0), before, procs)
 	}
 }

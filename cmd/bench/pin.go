@@ -122,15 +122,17 @@ func pinSelf(ctx context.Context, cpus string) (restore func() error, err error)
 		return nil, err
 	}
 	runtime.GOMAXPROCS(1)
+	// The default GOMAXPROCS follows the affinity, so it is restored after the affinity.
+	restore = func() error {
+		err := tasksetAll(context.WithoutCancel(ctx), before)
+		runtime.SetDefaultGOMAXPROCS()
+		return err
+	}
 	// A thread the runtime started while taskset walked the list may have missed it: once more.
 	if err := tasksetAll(ctx, cpus); err != nil {
-		runtime.SetDefaultGOMAXPROCS()
-		return nil, errors.Join(err, tasksetAll(context.WithoutCancel(ctx), before))
+		return nil, errors.Join(err, restore())
 	}
-	return func() error {
-		runtime.SetDefaultGOMAXPROCS()
-		return tasksetAll(context.WithoutCancel(ctx), before)
-	}, nil
+	return restore, nil
 }
 
 // tasksetAll sets the affinity of every thread of this process.
