@@ -90,8 +90,9 @@ type child struct {
 	done chan error
 }
 
-// startBare re-executes this binary as a bare server of kind answering body to auth.
-func startBare(ctx context.Context, kind, dir string, body []byte, auth string) (*child, error) {
+// startBare re-executes this binary as a bare server of kind answering body to auth, pinned to
+// plan's server CPU when plan is pinned.
+func startBare(ctx context.Context, kind, dir string, body []byte, auth string, plan cpuPlan) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -103,7 +104,13 @@ func startBare(ctx context.Context, kind, dir string, body []byte, auth string) 
 	if err := os.WriteFile(authFile, []byte(auth), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-child="+kind, "-child-body="+bodyFile, "-child-auth="+authFile)
+	name, args := self, []string{"-child=" + kind, "-child-body=" + bodyFile, "-child-auth=" + authFile}
+	if plan.pinned() {
+		// taskset execs the child, so the pid is the server's.
+		name, args = "taskset", append([]string{"-c", plan.server, self}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), plan.serverEnv()...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -129,6 +136,9 @@ func startBare(ctx context.Context, kind, dir string, body []byte, auth string) 
 	go func() { c.done <- cmd.Wait() }()
 	return c, nil
 }
+
+// pid is the server's process id.
+func (c *child) pid() int { return c.cmd.Process.Pid }
 
 func (c *child) stop() error {
 	_ = c.cmd.Process.Signal(os.Interrupt)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -243,17 +244,17 @@ func benchFleet(ctx context.Context, e *env, r *report) error {
 	name := e.s.date + "-fleet.png"
 	r.files[name] = img
 
-	r.h2("6. Fleet simulation: 10,000 sidecars started at once")
-	r.p("%d real `creds.Manager`s (default settings: 1 h sessions, refresh at 40 min + up to 10%% jitter left; "+
+	pol := defaultRefresh()
+	r.h2(fleetTitle(e.s.fleet))
+	r.p("%s real `creds.Manager`s (default settings: %s; "+
 		"token poll every %s, see below) all start at the same virtual instant and run for %d virtual hours on "+
-		"fake clocks against `virtualSTS` (10,000 real STS sessions cannot run here; it answers like STS in "+
+		"fake clocks against `virtualSTS` (%s real STS sessions cannot run here; it answers like STS in "+
 		"virtual time and never fails). Managers share nothing but STS, so they run in batches of %d on one "+
 		"virtual clock each, all starting at the same instant, and the per-second counts add up to exactly "+
-		"those of %d Managers running together; batches keep the number of inotify instances (128 per user) "+
-		"and timers per clock bounded. The poll interval is %s instead of 30 s because a poll that finds the "+
-		"same token wakes nothing, so it cannot cause an STS call, and 28.8 M file reads would dominate the run. "+
-		"Simulated in %s of wall time.",
-		e.s.fleet, poll, e.s.fleetHours, e.s.fleetBatch, e.s.fleet, poll, res.took.Round(time.Second))
+		"those of %s Managers running together; batches keep the number of inotify instances (%s per user here) "+
+		"and timers per clock bounded. %s Simulated in %s of wall time.",
+		thousands(e.s.fleet), pol.describe(), human(poll), e.s.fleetHours, thousands(e.s.fleet), e.s.fleetBatch,
+		thousands(e.s.fleet), inotifyInstances(), fleetPollWhy(e.s.fleet, e.s.fleetHours, poll), res.took.Round(time.Second))
 	r.p("![STS calls per minute](%s)", name)
 	r.p("STS calls per virtual minute over %d h (x axis: hours). Green: the steady average per minute "+
 		"(second half of the span); orange: twice that. The first minute (the cold start, %d calls) is cut at the "+
@@ -285,13 +286,40 @@ func benchFleet(ctx context.Context, e *env, r *report) error {
 		{fmt.Sprintf("same per second, steady half: %.1fx", float64(st.steadyPeakSecond)/st.steadyAvgSecond),
 			verdict(float64(st.steadyPeakSecond) <= 2*st.steadyAvgSecond)},
 	})
-	r.p("Reading it: all %d sidecars need their first credentials at the instant they start, so the cold start "+
+	lo, hi := pol.spacing()
+	r.p("Reading it: all %s sidecars need their first credentials at the instant they start, so the cold start "+
 		"is one burst of %d calls whatever the refresh jitter does (creds has no start-up jitter: a random delay "+
 		"of a few seconds before the first call, or serving the first fetch to waiting clients only, would be the "+
-		"place to spread it). Refreshes then come every 16–20 min, each with its own jitter of up to 4 min, so "+
+		"place to spread it). Refreshes then come every %s–%s, each with its own jitter of up to %s, so "+
 		"the sidecars' phases spread like a random walk and the waves fade over the first hours. Per second, "+
 		"%.1f calls on average is few enough that random timing alone gives single seconds far above 2x "+
 		"(Poisson noise), so the per-minute figures are the meaningful ones for load on STS.",
-		e.s.fleet, st.peakSecond, st.steadyAvgSecond)
+		thousands(e.s.fleet), st.peakSecond, human(lo), human(hi), human(pol.maxWindow()-pol.window), st.steadyAvgSecond)
 	return nil
+}
+
+// fleetTitle is the fleet section's heading, for n sidecars.
+func fleetTitle(n int) string {
+	return fmt.Sprintf("6. Fleet simulation: %s sidecars started at once", thousands(n))
+}
+
+// fleetPollWhy says why the simulated sidecars poll their token at poll rather than at the
+// sidecar's default, with the number of file reads the default would cost.
+func fleetPollWhy(n, hours int, poll time.Duration) string {
+	if poll == creds.DefaultPollInterval {
+		return ""
+	}
+	reads := float64(n) * float64(time.Duration(hours)*time.Hour) / float64(creds.DefaultPollInterval)
+	return fmt.Sprintf("The poll interval is %s instead of the default %s because a poll that finds the same "+
+		"token wakes nothing, so it cannot cause an STS call, and %s file reads would dominate the run.",
+		human(poll), human(creds.DefaultPollInterval), millions(reads))
+}
+
+// inotifyInstances is the kernel's limit of inotify instances per user, as this machine has it.
+func inotifyInstances() string {
+	b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	if err != nil {
+		return "a kernel limit"
+	}
+	return strings.TrimSpace(string(b))
 }

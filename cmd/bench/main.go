@@ -7,8 +7,10 @@
 // cmd/uploader binaries, SeaweedFS as STS and S3 (testbed), the kubelet-style token projector,
 // and the AWS CLI. Load is generated in this process while the servers run in their own (the
 // bare net/http limit runs in a re-executed copy of this binary), so the generator and the
-// server never share a Go scheduler. Each figure is the median of several runs; ratios are
-// measured side by side in one run, alternating which server goes first.
+// server never share a Go scheduler; in the endpoint section they do not share a CPU either
+// (-pin: servers on one CPU, the generator on another, each with GOMAXPROCS=1). Each figure is
+// the median of several runs; ratios are measured side by side in one run, alternating which
+// server goes first.
 //
 // Two figures run on a virtual clock, since they span a day: the STS economy of one sidecar and
 // the fleet of 10,000. Their STS is virtualSTS, which says why.
@@ -56,6 +58,7 @@ type settings struct {
 	warmup   time.Duration
 	duration time.Duration
 	conns    []int
+	pin      bool
 
 	memRuns int
 	memLoad time.Duration
@@ -98,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.warmup, "warmup", 500*time.Millisecond, "endpoint: warm-up before each measured run")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "endpoint: length of each measured run")
 	fs.StringVar(&conns, "conns", "1,16,64", "endpoint: connection counts")
+	fs.BoolVar(&s.pin, "pin", true, "endpoint: pin the servers to one CPU and the load generator to another (taskset), when there are two")
 	fs.IntVar(&s.memRuns, "mem-runs", 5, "memory: sidecar processes measured")
 	fs.DurationVar(&s.memLoad, "mem-load", 5*time.Second, "memory: length of the 64-connection load")
 	fs.IntVar(&s.coldClients, "cold-clients", 1000, "economy: concurrent clients at cold start")

@@ -70,7 +70,7 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 
-// benchHandler is one GET /v1/credentials through the endpoint's full handler (ServeMux,
+// benchHandler is one GET /v1/credentials through the endpoint's full handler (routing,
 // middleware, auth check, cached answer), without the network.
 func benchHandler(b *testing.B, f *microFixture) {
 	h := server.NewCredentials(f.m, f.auth)
@@ -176,8 +176,8 @@ func benchMicro(ctx context.Context, e *env, r *report) error {
 	}
 	r.h2("Go benchmarks")
 	r.p("`testing.Benchmark`, %s each, median of 3; also `go test -bench . ./cmd/bench` (needs the weed binary). "+
-		"The handler benchmarks call the credentials endpoint's full handler (ServeMux, middleware, auth check, "+
-		"cached answer) without the network; its credentials come from SeaweedFS through a real Manager. "+
+		"The handler benchmarks call the credentials endpoint's full handler (routing, metrics and recovery "+
+		"middleware, auth check, cached answer) without the network; its credentials come from SeaweedFS through a real Manager. "+
 		"CredentialsHandlerParallel runs on all %d Ps, so its ns/op is per request across them.", e.s.microTime, runtime.GOMAXPROCS(0))
 	r.table([]string{"benchmark", "ns/op", "B/op", "allocs/op"}, rows)
 	return nil

@@ -97,10 +97,10 @@ func benchStartup(ctx context.Context, e *env, r *report) error {
 	}
 	over := medianDuration(overhead)
 	r.h2("5. Start to ready")
-	r.p("The built `cmd/sidecar` against local SeaweedFS, %d starts: from just before fork/exec to the first 200 "+
+	r.p("The built `cmd/sidecar` against local SeaweedFS, %s: from just before fork/exec to the first 200 "+
 		"from /v1/credentials (a client asks as soon as the listeners are bound; the endpoint holds it until the "+
 		"first credentials arrive). The sidecar's own STS call is its credsidecar_sts_request_duration_seconds; "+
-		"an STS round trip from a new client is also timed separately, between starts.", e.s.startRuns)
+		"an STS round trip from a new client is also timed separately, between starts.", count(e.s.startRuns, "start", "starts"))
 	r.table([]string{"", "median", "min", "max"}, [][]string{
 		{"exec to ready (first 200)", ms(medianDuration(ready)), ms(quantileDuration(ready, 0)), ms(quantileDuration(ready, 1))},
 		{"exec to listening (start-up log line)", ms(medianDuration(listening)), ms(quantileDuration(listening, 0)), ms(quantileDuration(listening, 1))},

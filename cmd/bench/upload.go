@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
+	"github.com/credsidecar/credsidecar/internal/upload"
 )
 
 // buildUploader compiles cmd/uploader into dir.
@@ -200,12 +201,12 @@ func benchUpload(ctx context.Context, e *env, r *report) error {
 		each = append(each, fmt.Sprintf("%.2f", x))
 	}
 	r.p("A %s file of random bytes uploaded to SeaweedFS by the built `cmd/uploader` (flags: --file, --path-style, "+
-		"defaults otherwise: 8 MiB parts, 4 in parallel, GetCallerIdentity before and HeadObject with a full CRC64NVME "+
+		"defaults otherwise: %s parts, %d in parallel, GetCallerIdentity before and HeadObject with a full CRC64NVME "+
 		"check after) and by `%s s3 cp` (its defaults: 8 MiB parts, 10 in parallel), both finding their credentials "+
 		"through the sidecar (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, no other "+
 		"AWS settings). Throughput is the size over the whole command's wall time; peak RSS is ru_maxrss from wait4. "+
-		"%d uploads each, alternating which goes first; each object is checked (size) and deleted after.",
-		formatSize(e.s.uploadSize), filepath.Base(cli), e.s.uploadRuns)
+		"%s each, alternating which goes first; each object is checked (size) and deleted after.",
+		formatSize(e.s.uploadSize), formatSize(int64(upload.DefaultPartSize)), upload.DefaultConcurrency, filepath.Base(cli), count(e.s.uploadRuns, "upload", "uploads"))
 	r.table([]string{"tool", "throughput (median)", "peak RSS per run (MiB)"}, rows)
 	r.p("Throughput ratio uploader / CLI per side-by-side pair: %s. SeaweedFS writes to this machine's disk, "+
 		"whose speed varies from one upload to the next by tens of percent, hence the pairs.", strings.Join(each, ", "))

@@ -65,38 +65,76 @@ type credentialsHandler struct {
 	cache   atomic.Pointer[encoded]
 	mu      sync.Mutex
 	encodes atomic.Int64 // for tests
+
+	// dates holds the Date header of the current second (see date).
+	dates atomic.Pointer[dateHeader]
+}
+
+// dateHeader is the Date header value shared by the answers of one second.
+type dateHeader struct {
+	unix  int64
+	value []string
 }
 
 // encoded is the complete answer for one credentials value.
 type encoded struct {
-	creds  *creds.Credentials
-	body   []byte
-	length string
+	creds *creds.Credentials
+	body  []byte
+	// length is the Content-Length header's value, built once like the body.
+	length []string
 }
 
-// NewCredentials returns the credentials endpoint: its own ServeMux with GET /v1/credentials
-// and a JSON 404 for every other path.
+// Header values of every answer, shared by all requests: net/http only reads a response's
+// header values, and building them per request was half of the handler's allocations. Nothing
+// here may write into them; Header().Add appends to a full slice, so it copies.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerAllow   = []string{http.MethodGet}
+)
+
+// NewCredentials returns the credentials endpoint: GET /v1/credentials and a JSON 404 for every
+// other path, routed as by its own ServeMux.
 func NewCredentials(src Source, auth Authorizer, opts ...Option) http.Handler {
-	mux, _ := newCredentials(src, auth, opts...)
-	return mux
+	routes, _ := newCredentials(src, auth, opts...)
+	return routes
 }
 
 // newCredentials also returns the handler itself, for tests to inspect.
-func newCredentials(src Source, auth Authorizer, opts ...Option) (*http.ServeMux, *credentialsHandler) {
+func newCredentials(src Source, auth Authorizer, opts ...Option) (http.Handler, *credentialsHandler) {
 	o := buildOptions(opts)
 	h := &credentialsHandler{src: src, auth: auth, clock: o.clock, coldWait: o.coldWait, errs: newErrorAnswers()}
+	wrapped := wrap(EndpointCredentials, h, o)
 	mux := http.NewServeMux()
-	mux.Handle(CredentialsPath, wrap(EndpointCredentials, h, o))
+	mux.Handle(CredentialsPath, wrapped)
 	mux.Handle("/", wrap(EndpointOther, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, h.errs.notFound)
 	}), o))
-	return mux, h
+	return &credentialsRoutes{credentials: wrapped, mux: mux}, h
+}
+
+// credentialsRoutes sends a request for exactly /v1/credentials straight to its handler, and
+// every other one through the ServeMux. The ServeMux's matching was a fifth of the endpoint's
+// handler cost (profile in issue 11) to find the one path SDKs ask for; a path it would clean,
+// redirect or unescape, and CONNECT, still go through it, so every answer stays the ServeMux's.
+type credentialsRoutes struct {
+	credentials http.Handler
+	mux         *http.ServeMux
+}
+
+func (rt *credentialsRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == CredentialsPath && r.URL.RawPath == "" && r.Method != http.MethodConnect {
+		r.Pattern = CredentialsPath // as the ServeMux would set it
+		rt.credentials.ServeHTTP(w, r)
+		return
+	}
+	rt.mux.ServeHTTP(w, r)
 }
 
 func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// HEAD is refused too: no SDK sends it, and the protocol gives it no meaning.
 	if r.Method != http.MethodGet {
-		w.Header()["Allow"] = []string{http.MethodGet}
+		w.Header()["Allow"] = headerAllow
 		writeError(w, h.errs.method)
 		return
 	}
@@ -110,7 +148,12 @@ func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.errs.badAuth)
 		return
 	}
-	c := fresh(h.src.Servable(), h.clock.Now())
+	now := h.clock.Now()
+	c := fresh(h.src.Servable(), now)
+	hdr := w.Header()
+	if c != nil {
+		hdr["Date"] = h.date(now)
+	}
 	if c == nil && h.cache.Load() == nil {
 		// Only before anything was ever served: a first fetch is then in flight. Once served
 		// credentials have run out (an STS outage past the floor), waiting would only slow
@@ -122,10 +165,9 @@ func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := h.encode(c)
-	hdr := w.Header()
-	hdr["Content-Type"] = []string{"application/json"}
-	hdr["Content-Length"] = []string{e.length}
-	hdr["Cache-Control"] = []string{"no-store"}
+	hdr["Content-Type"] = headerJSON
+	hdr["Content-Length"] = e.length
+	hdr["Cache-Control"] = headerNoStore
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(e.body)
 }
@@ -158,6 +200,20 @@ func (h *credentialsHandler) unavailable(w http.ResponseWriter) {
 	}
 	writeError(w, newAPIError(http.StatusServiceUnavailable, unavailableCode,
 		unavailableMessage+". Last STS error: "+reason))
+}
+
+// date returns the Date header for an answer made at now, from the clock reading the expiry
+// check took. Without it net/http reads the clock again and formats the date for every answer:
+// in the profile of issue 11 that was as much CPU as the auth check. Answers of the same second
+// share one value; a waited-for answer (cold start) gets net/http's own.
+func (h *credentialsHandler) date(now time.Time) []string {
+	sec := now.Unix()
+	if d := h.dates.Load(); d != nil && d.unix == sec {
+		return d.value
+	}
+	d := &dateHeader{unix: sec, value: []string{now.UTC().Format(http.TimeFormat)}}
+	h.dates.Store(d)
+	return d.value
 }
 
 // waitFirst waits, briefly, for credentials a fetch in flight is about to publish.
@@ -197,7 +253,7 @@ func (h *credentialsHandler) encode(c *creds.Credentials) *encoded {
 	if err != nil {
 		panic("server: encode credentials: " + err.Error()) // plain strings always encode
 	}
-	e := &encoded{creds: c, body: body, length: strconv.Itoa(len(body))}
+	e := &encoded{creds: c, body: body, length: []string{strconv.Itoa(len(body))}}
 	h.encodes.Add(1)
 	h.cache.Store(e)
 	return e

@@ -545,3 +545,45 @@ func TestNoWaitAfterCredentialsRanOut(t *testing.T) {
 		}
 	}
 }
+
+// The Date header of an answer comes from the clock reading of the expiry check, shared within
+// a second, in net/http's format; net/http adds no second one.
+func TestDateHeader(t *testing.T) {
+	clk := fakeClock()
+	ts := startServer(t, NewCredentials(fixedSource(testCreds(testStart.Add(time.Hour))), loadToken(t), WithClock(clk)), nil)
+	get := func() []string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, ts.URL+CredentialsPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", authToken)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, want 200", resp.StatusCode)
+		}
+		return resp.Header.Values("Date")
+	}
+	tests := []struct {
+		name    string
+		advance time.Duration
+		want    string
+	}{
+		{name: "first", want: "Sat, 22 Aug 2026 12:04:05 GMT"},
+		{name: "same second", advance: 900 * time.Millisecond, want: "Sat, 22 Aug 2026 12:04:05 GMT"},
+		{name: "next second", advance: 200 * time.Millisecond, want: "Sat, 22 Aug 2026 12:04:06 GMT"},
+		{name: "an hour on", advance: 59 * time.Minute, want: "Sat, 22 Aug 2026 13:03:06 GMT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk.Advance(tt.advance)
+			if got := get(); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("Date %q, want exactly [%q]", got, tt.want)
+			}
+		})
+	}
+}

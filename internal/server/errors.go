@@ -10,7 +10,7 @@ import (
 type apiError struct {
 	status int
 	body   []byte
-	length string
+	length []string // the Content-Length header's value
 }
 
 // newAPIError encodes the body with both casings of the keys: the Java SDK reads "code" and
@@ -25,7 +25,7 @@ func newAPIError(status int, code, message string) *apiError {
 	if err != nil {
 		panic("server: encode error body: " + err.Error()) // plain strings always encode
 	}
-	return &apiError{status: status, body: body, length: strconv.Itoa(len(body))}
+	return &apiError{status: status, body: body, length: []string{strconv.Itoa(len(body))}}
 }
 
 const (
@@ -57,11 +57,13 @@ func internalError() *apiError {
 	return newAPIError(http.StatusInternalServerError, "InternalError", "internal error in the sidecar; see its logs")
 }
 
+// writeError sends e, with the shared header values of credentials.go: a client sending a
+// wrong token can repeat it as fast as a right one.
 func writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", e.length)
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = headerJSON
+	h["Content-Length"] = e.length
+	h["Cache-Control"] = headerNoStore
 	w.WriteHeader(e.status)
 	_, _ = w.Write(e.body)
 }

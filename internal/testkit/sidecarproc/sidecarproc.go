@@ -54,6 +54,12 @@ type Options struct {
 	Args []string
 	// Logs receives a copy of the sidecar's stderr (its JSON logs); nil keeps only the tail.
 	Logs io.Writer
+	// CPUs, if set, is a CPU list for taskset(1) (e.g. "0"): the sidecar runs pinned to those
+	// CPUs, so that a benchmark can keep it off the load generator's. taskset execs the sidecar,
+	// so Pid is still the sidecar's.
+	CPUs string
+	// Env is added to the sidecar's environment, e.g. GOMAXPROCS=1 to match a CPU set.
+	Env []string
 }
 
 // Process is a running sidecar.
@@ -122,9 +128,17 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		"--auth-token-file=" + authFile,
 	}
 	args = append(args, o.Args...)
-	cmd := exec.CommandContext(ctx, o.Binary, args...)
+	name := o.Binary
+	if o.CPUs != "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, fmt.Errorf("start sidecar pinned to cpus %s: %w", o.CPUs, err)
+		}
+		name, args = taskset, append([]string{"-c", o.CPUs, o.Binary}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	// Only what the sidecar needs: the AWS_* of this environment must not steer it.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + o.Dir}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + o.Dir}, o.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start sidecar: %w", err)
