@@ -35,6 +35,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/credsidecar/credsidecar/internal/atomicfile"
 	"github.com/credsidecar/credsidecar/internal/clock"
 )
 
@@ -279,38 +280,12 @@ func generate(path string) ([]byte, error) {
 		return nil, fmt.Errorf("generate auth token: %w", err)
 	}
 	tok := []byte(base64.RawURLEncoding.EncodeToString(buf))
-	if err := writeAtomic(path, tok); err != nil {
+	// The directory may be an emptyDir subdirectory nobody has created yet.
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("write auth token: %w", err)
+	}
+	if err := atomicfile.Write(path, tok, fileMode); err != nil {
 		return nil, fmt.Errorf("write auth token: %w", err)
 	}
 	return tok, nil
-}
-
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(fileMode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

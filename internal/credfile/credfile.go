@@ -16,8 +16,8 @@
 // rewriting a file someone else also writes, racing them, and keeping their long-lived keys
 // next to ours. A file that was not written by credsidecar is replaced with a warning.
 //
-// Writes are atomic: a temporary file in the same directory is written, synced, given mode
-// 0600 (or 0640, WithMode) and renamed over the file, so a reader sees the old file or the new
+// Writes are atomic (internal/atomicfile): a temporary file in the same directory is given mode
+// 0600 (or 0640, WithMode), written, synced and renamed over the file, so a reader sees the old file or the new
 // one, never a mixture or nothing. The path must therefore not be a bind-mounted single file
 // (a rename cannot replace a mount point); mount the directory.
 //
@@ -47,6 +47,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/atomicfile"
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
 )
@@ -260,9 +261,9 @@ func (w *Writer) Update(c *creds.Credentials) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := writeAtomic(w.path, body, w.mode); err != nil {
+	if err := atomicfile.Write(w.path, body, w.mode); err != nil {
 		w.failing = true
-		return err
+		return fmt.Errorf("write credentials file %s: %w", w.path, err)
 	}
 	if w.failing {
 		w.failing = false
@@ -315,44 +316,6 @@ func iniSafe(v string) bool {
 		}
 	}
 	return true
-}
-
-// writeAtomic replaces path with data: temporary file in the same directory, data, mode,
-// fsync, rename. The directory is synced too so that the rename survives a crash; if the file
-// system cannot sync directories that is not an error, since the file is rewritten at start.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
 
 // probeDir checks that dir exists and accepts a new file.
