@@ -141,7 +141,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		return nil, fmt.Errorf("start sidecar: %w", err)
 	}
 
-	var observer creds.Observer = m
 	var credFile *credfile.Writer
 	if cfg.CredentialsFile != "" {
 		// 0640 like the auth token: the app containers share the pod's fsGroup, not the sidecar's
@@ -151,7 +150,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		if err != nil {
 			return nil, fmt.Errorf("start sidecar: %w", err)
 		}
-		observer = credFile.Observer(m)
 	}
 
 	api := opts.STS
@@ -165,7 +163,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			chain[i].ExternalID = cfg.ChainExternalIDs[i]
 		}
 	}
-	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(observer), creds.WithClock(clk),
+	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk),
 		creds.WithChain(chain...), creds.WithSessionPolicy(cfg.SessionPolicy, cfg.SessionPolicyARNs...),
 		creds.WithTokenCheck(tokenWarnings(log, clk))}, opts.CredsOptions...)
 	manager, err := creds.NewManager(creds.Config{

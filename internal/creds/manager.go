@@ -42,8 +42,8 @@ func WithClock(c clock.Clock) Option { return func(m *Manager) { m.clock = c } }
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
 // WithObserver adds a receiver of the events that metrics count; every observer added gets
-// every event, in the order they were added, so a test or a file writer can watch next to the
-// metrics.
+// every event, in the order they were added. It is for counting: a part that must act on new
+// credentials subscribes to Updated instead.
 func WithObserver(o Observer) Option {
 	return func(m *Manager) {
 		if o != nil {
@@ -74,7 +74,7 @@ type Manager struct {
 	kick chan struct{}
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every publish, to wake Wait
+	changed chan struct{} // closed and replaced on every publish; see Updated
 	running bool
 	closed  bool
 	quit    chan struct{}
@@ -176,9 +176,7 @@ func (m *Manager) Wait(ctx context.Context) *Credentials {
 		if c := m.Servable(); c != nil {
 			return c
 		}
-		m.mu.Lock()
-		ch := m.changed
-		m.mu.Unlock()
+		ch := m.Updated()
 		// A publish between the first check and taking ch would otherwise be missed.
 		if c := m.Servable(); c != nil {
 			return c
@@ -191,6 +189,17 @@ func (m *Manager) Wait(ctx context.Context) *Credentials {
 			return nil
 		}
 	}
+}
+
+// Updated returns a channel that is closed when new credentials are next published (as
+// go-spiffe's sources signal updates): a subscriber takes the channel, then reads Servable,
+// then waits for the close and starts over, so a publish between the two is never missed. Any
+// number of goroutines may wait on it; nothing is sent, so a slow subscriber delays nobody and
+// sees only the latest credentials.
+func (m *Manager) Updated() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
 }
 
 // LastError returns why the latest fetch failed, or nil when it succeeded (or none ran yet).

@@ -109,12 +109,10 @@ func (e *env) startSidecar(t *testing.T, o sidecarOptions) *sidecar {
 		o.configure(&cfg)
 	}
 	s.cfg = cfg
-	// Idle, the sidecar waits on the refresh loop's and the token poll's timers, the auth token's
-	// poll and, with a credentials file, its periodic check.
+	// Idle, the sidecar waits on the refresh loop's and the token poll's timers and the auth
+	// token's poll. The credentials file has no timer: it waits on the manager's Updated, and
+	// arms one only to retry a failed write.
 	s.timers = 3
-	if cfg.CredentialsFile != "" {
-		s.timers++
-	}
 
 	t.Cleanup(func() {
 		if t.Failed() {
