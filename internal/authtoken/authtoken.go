@@ -33,10 +33,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/credsidecar/credsidecar/internal/atomicfile"
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/filewatch"
 )
 
 const (
@@ -67,10 +66,6 @@ type Token struct {
 	// Owned by Watch's goroutine after Load returns.
 	content  []byte
 	lastWarn string
-
-	// Test hooks: noNotify forces the poll path, onReload reports each finished reload.
-	noNotify bool
-	onReload func()
 }
 
 // Option configures a Token.
@@ -149,61 +144,27 @@ func (t *Token) store(tok []byte) {
 }
 
 // Watch re-reads the file whenever its directory changes (the kubelet updates Secret volumes by
-// swapping a ..data symlink there, so watching the file itself would miss updates) and every
-// poll interval. It returns nil when ctx is done.
+// swapping a ..data symlink there) and every poll interval, through internal/filewatch. It
+// returns nil when ctx is done.
 func (t *Token) Watch(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if !t.noNotify {
-		w, err := fsnotify.NewWatcher()
-		if err == nil {
-			err = w.Add(filepath.Dir(t.path))
-		}
-		if err != nil {
-			t.log.Warn("auth token file not watched for changes, re-reading it every poll interval only",
-				"path", t.path, "poll_interval", t.poll, "error", err)
-		} else {
-			events, errs = w.Events, w.Errors
-		}
-		if w != nil {
-			defer w.Close()
-		}
-	}
-	timer := t.clock.NewTimer(t.poll)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil // the poll carries on alone
-				continue
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-			} else {
-				t.log.Warn("watching auth token file", "path", t.path, "error", err)
-			}
-			continue
-		case <-timer.C():
-			// Re-arm after the read, so the next poll is a full interval after this one ends.
-			t.reload()
-			timer.Reset(t.poll)
-			continue
-		}
+	t.watch(ctx, false, nil)
+	return nil
+}
+
+// watch is Watch; pollOnly and reloaded (called after each reload) are for tests.
+func (t *Token) watch(ctx context.Context, pollOnly bool, reloaded func()) {
+	cfg := filewatch.Config{Dir: filepath.Dir(t.path), What: "auth token", Poll: t.poll, Clock: t.clock,
+		Log: t.log, PollOnly: pollOnly}
+	filewatch.Run(ctx, cfg, func() {
 		t.reload()
-	}
+		if reloaded != nil {
+			reloaded()
+		}
+	})
 }
 
 // reload adopts a changed, valid file content; anything else keeps the current token.
 func (t *Token) reload() {
-	defer func() {
-		if t.onReload != nil {
-			t.onReload()
-		}
-	}()
 	raw, err := os.ReadFile(t.path)
 	if err != nil {
 		t.warnOnce("auth token file unreadable, keeping the current token", err.Error())
