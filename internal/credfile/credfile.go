@@ -94,7 +94,7 @@ type Option func(*Writer)
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
 
-// WithClock sets the clock behind the periodic check; default the wall clock.
+// WithClock sets the clock that times the retry of a failed write; default the wall clock.
 func WithClock(c clock.Clock) Option { return func(w *Writer) { w.clock = c } }
 
 // WithCheckInterval sets how long Run waits after a failed write before trying again.

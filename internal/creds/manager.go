@@ -70,8 +70,9 @@ type Manager struct {
 
 	cur     atomic.Pointer[Credentials]
 	lastErr atomic.Pointer[errBox]
-	// kick carries "the token changed" from the watcher to the refresh loop.
-	kick chan struct{}
+	// token is the token as the watcher last read it; kick tells the refresh loop it changed.
+	token atomic.Pointer[tokenState]
+	kick  chan struct{}
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every publish; see Updated
@@ -129,13 +130,15 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.wg.Add(2)
 	m.mu.Unlock()
 
+	// Read before either goroutine starts: the first fetch uses it, the watcher starts from it.
+	w := m.loadToken()
 	go func() {
 		defer m.wg.Done()
 		m.refreshLoop(ctx)
 	}()
 	go func() {
 		defer m.wg.Done()
-		m.watchToken(ctx)
+		m.watchToken(ctx, w)
 	}()
 	select {
 	case <-ctx.Done():
@@ -279,9 +282,9 @@ func (m *Manager) attempt(ctx context.Context, st *loopState) time.Duration {
 	return m.succeeded(c, st)
 }
 
-// fetch reads the token afresh (it may have rotated since the last call) and exchanges it.
+// fetch exchanges the token the watcher last handed over; it does not read the file again.
 func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *tokenFile, error) {
-	tok, err := readToken(m.cfg.TokenFile, m.clock.Now())
+	tok, err := m.currentToken(m.clock.Now())
 	if err != nil {
 		return nil, nil, err
 	}
