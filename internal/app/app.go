@@ -105,7 +105,7 @@ type App struct {
 	opsSrv   *http.Server
 	credsLn  net.Listener
 	opsLn    net.Listener
-	imdsSrv  *imds.Server     // nil when --imds-listen is off
+	imdsSrv  *http.Server     // nil when --imds-listen is off
 	imdsLn   net.Listener     // nil when --imds-listen is off
 	credFile *credfile.Writer // nil when --credentials-file is off
 	addrs    Addrs
@@ -141,7 +141,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		return nil, fmt.Errorf("start sidecar: %w", err)
 	}
 
-	var observer creds.Observer = m
 	var credFile *credfile.Writer
 	if cfg.CredentialsFile != "" {
 		// 0640 like the auth token: the app containers share the pod's fsGroup, not the sidecar's
@@ -151,7 +150,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		if err != nil {
 			return nil, fmt.Errorf("start sidecar: %w", err)
 		}
-		observer = credFile.Observer(m)
 	}
 
 	api := opts.STS
@@ -165,7 +163,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			chain[i].ExternalID = cfg.ChainExternalIDs[i]
 		}
 	}
-	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(observer), creds.WithClock(clk),
+	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk),
 		creds.WithChain(chain...), creds.WithSessionPolicy(cfg.SessionPolicy, cfg.SessionPolicyARNs...),
 		creds.WithTokenCheck(tokenWarnings(log, clk))}, opts.CredsOptions...)
 	manager, err := creds.NewManager(creds.Config{
@@ -202,19 +200,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		}
 	}()
 	a.addrs = Addrs{Credentials: a.credsLn.Addr(), Metrics: a.opsLn.Addr()}
+	serverOpts := []server.Option{server.WithLogger(log), server.WithObserver(m), server.WithClock(clk)}
 	if cfg.IMDSListen != "" {
-		a.imdsSrv, err = imds.New(manager, cfg.Region, imds.WithLogger(log), imds.WithClock(clk),
-			imds.WithShutdownTimeout(cfg.ShutdownTimeout))
-		if err != nil {
+		var imdsHandler *imds.Server
+		if imdsHandler, err = imds.New(manager, cfg.Region, imds.WithLogger(log), imds.WithClock(clk)); err != nil {
 			return nil, fmt.Errorf("start sidecar: %w", err)
 		}
 		if a.imdsLn, err = imds.Listen(cfg.IMDSListen); err != nil {
 			return nil, fmt.Errorf("start sidecar: instance metadata endpoint: %w", err)
 		}
 		a.addrs.IMDS = a.imdsLn.Addr()
+		a.imdsSrv = server.NewHTTPServer(server.Wrap(server.EndpointIMDS, imdsHandler.Handler(), serverOpts...), log)
 	}
-
-	serverOpts := []server.Option{server.WithLogger(log), server.WithObserver(m), server.WithClock(clk)}
 	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, serverOpts...), log)
 	a.opsSrv = server.NewHTTPServer(server.NewOps(manager, reg, serverOpts...), log)
 	return a, nil
@@ -254,7 +251,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return server.Serve(gctx, a.credsSrv, a.credsLn, a.cfg.ShutdownTimeout) })
 	g.Go(func() error { return server.Serve(gctx, a.opsSrv, a.opsLn, a.cfg.ShutdownTimeout) })
 	if a.imdsSrv != nil {
-		g.Go(func() error { return a.imdsSrv.Run(gctx, a.imdsLn) })
+		g.Go(func() error { return server.Serve(gctx, a.imdsSrv, a.imdsLn, a.cfg.ShutdownTimeout) })
 	}
 	if a.credFile != nil {
 		g.Go(func() error { return a.credFile.Run(gctx, a.manager) })

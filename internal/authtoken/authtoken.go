@@ -33,9 +33,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
+	"github.com/credsidecar/credsidecar/internal/atomicfile"
 	"github.com/credsidecar/credsidecar/internal/clock"
+	"github.com/credsidecar/credsidecar/internal/filewatch"
 )
 
 const (
@@ -66,10 +66,6 @@ type Token struct {
 	// Owned by Watch's goroutine after Load returns.
 	content  []byte
 	lastWarn string
-
-	// Test hooks: noNotify forces the poll path, onReload reports each finished reload.
-	noNotify bool
-	onReload func()
 }
 
 // Option configures a Token.
@@ -148,61 +144,27 @@ func (t *Token) store(tok []byte) {
 }
 
 // Watch re-reads the file whenever its directory changes (the kubelet updates Secret volumes by
-// swapping a ..data symlink there, so watching the file itself would miss updates) and every
-// poll interval. It returns nil when ctx is done.
+// swapping a ..data symlink there) and every poll interval, through internal/filewatch. It
+// returns nil when ctx is done.
 func (t *Token) Watch(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if !t.noNotify {
-		w, err := fsnotify.NewWatcher()
-		if err == nil {
-			err = w.Add(filepath.Dir(t.path))
-		}
-		if err != nil {
-			t.log.Warn("auth token file not watched for changes, re-reading it every poll interval only",
-				"path", t.path, "poll_interval", t.poll, "error", err)
-		} else {
-			events, errs = w.Events, w.Errors
-		}
-		if w != nil {
-			defer w.Close()
-		}
-	}
-	timer := t.clock.NewTimer(t.poll)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil // the poll carries on alone
-				continue
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-			} else {
-				t.log.Warn("watching auth token file", "path", t.path, "error", err)
-			}
-			continue
-		case <-timer.C():
-			// Re-arm after the read, so the next poll is a full interval after this one ends.
-			t.reload()
-			timer.Reset(t.poll)
-			continue
-		}
+	t.watch(ctx, false, nil)
+	return nil
+}
+
+// watch is Watch; pollOnly and reloaded (called after each reload) are for tests.
+func (t *Token) watch(ctx context.Context, pollOnly bool, reloaded func()) {
+	cfg := filewatch.Config{Dir: filepath.Dir(t.path), What: "auth token", Poll: t.poll, Clock: t.clock,
+		Log: t.log, PollOnly: pollOnly}
+	filewatch.Run(ctx, cfg, func() {
 		t.reload()
-	}
+		if reloaded != nil {
+			reloaded()
+		}
+	})
 }
 
 // reload adopts a changed, valid file content; anything else keeps the current token.
 func (t *Token) reload() {
-	defer func() {
-		if t.onReload != nil {
-			t.onReload()
-		}
-	}()
 	raw, err := os.ReadFile(t.path)
 	if err != nil {
 		t.warnOnce("auth token file unreadable, keeping the current token", err.Error())
@@ -279,38 +241,12 @@ func generate(path string) ([]byte, error) {
 		return nil, fmt.Errorf("generate auth token: %w", err)
 	}
 	tok := []byte(base64.RawURLEncoding.EncodeToString(buf))
-	if err := writeAtomic(path, tok); err != nil {
+	// The directory may be an emptyDir subdirectory nobody has created yet.
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("write auth token: %w", err)
+	}
+	if err := atomicfile.Write(path, tok, fileMode); err != nil {
 		return nil, fmt.Errorf("write auth token: %w", err)
 	}
 	return tok, nil
-}
-
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(fileMode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -275,10 +275,12 @@ func TestWatchPollPicksUpChanges(t *testing.T) {
 	log, logs := newLogger(t)
 	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	tok := loadToken(t, goodToken, WithLogger(log), WithClock(fake), WithPollInterval(time.Minute))
-	tok.noNotify = true
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- tok.Watch(ctx) }()
+	go func() {
+		tok.watch(ctx, true, nil) // poll only
+		done <- nil
+	}()
 
 	poll := func() {
 		t.Helper()
@@ -368,10 +370,12 @@ func TestWatchFollowsSymlinkSwap(t *testing.T) {
 		t.Fatal("mounted token not loaded")
 	}
 	reloads := make(chan struct{}, 100)
-	tok.onReload = func() { reloads <- struct{}{} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- tok.Watch(ctx) }()
+	go func() {
+		tok.watch(ctx, false, func() { reloads <- struct{}{} })
+		done <- nil
+	}()
 	await.Timers(t, 30*time.Second, fake, 1) // the watcher is set up before the poll timer is armed
 
 	const second = "rotated-secret-value-0123456789"

@@ -16,8 +16,8 @@
 // rewriting a file someone else also writes, racing them, and keeping their long-lived keys
 // next to ours. A file that was not written by credsidecar is replaced with a warning.
 //
-// Writes are atomic: a temporary file in the same directory is written, synced, given mode
-// 0600 (or 0640, WithMode) and renamed over the file, so a reader sees the old file or the new
+// Writes are atomic (internal/atomicfile): a temporary file in the same directory is given mode
+// 0600 (or 0640, WithMode), written, synced and renamed over the file, so a reader sees the old file or the new
 // one, never a mixture or nothing. The path must therefore not be a bind-mounted single file
 // (a rename cannot replace a mount point); mount the directory.
 //
@@ -29,8 +29,7 @@
 // Usage, as the sidecar wires it:
 //
 //	w, err := credfile.New(cfg.CredentialsFile, cfg.CredentialsProfile, credfile.WithLogger(log))
-//	manager, err := creds.NewManager(..., creds.WithObserver(w.Observer(metrics)))
-//	go func() { errc <- w.Run(ctx, manager) }()
+//	go func() { errc <- w.Run(ctx, manager) }() // rewrites the file on every manager.Updated()
 package credfile
 
 import (
@@ -47,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/atomicfile"
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
 )
@@ -55,15 +55,14 @@ import (
 type Source interface {
 	// Servable returns the credentials fit to serve now, or nil when there are none.
 	Servable() *creds.Credentials
-	// Wait blocks until Servable would return credentials, or until ctx is done (nil then).
-	Wait(ctx context.Context) *creds.Credentials
+	// Updated returns a channel that is closed when new credentials are next published.
+	Updated() <-chan struct{}
 }
 
 const (
 	// DefaultProfile is the profile written when none is named, the one SDKs read by default.
 	DefaultProfile = "default"
-	// DefaultCheckInterval is how often Run compares the source with the file even without a
-	// notification, which also retries a failed write.
+	// DefaultCheckInterval is how long Run waits after a failed write before trying again.
 	DefaultCheckInterval = 30 * time.Second
 )
 
@@ -84,14 +83,9 @@ type Writer struct {
 	clock    clock.Clock
 	log      *slog.Logger
 
-	kick chan struct{} // holds at most one pending notification
-
 	mu      sync.Mutex // serialises writes
 	written *creds.Credentials
 	failing bool // the last write failed; the next success is logged
-
-	// afterSync, when set by a test, runs after each check Run makes.
-	afterSync func()
 }
 
 // Option configures a Writer.
@@ -100,10 +94,10 @@ type Option func(*Writer)
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
 
-// WithClock sets the clock behind the periodic check; default the wall clock.
+// WithClock sets the clock that times the retry of a failed write; default the wall clock.
 func WithClock(c clock.Clock) Option { return func(w *Writer) { w.clock = c } }
 
-// WithCheckInterval sets how often Run checks for new credentials without a notification.
+// WithCheckInterval sets how long Run waits after a failed write before trying again.
 func WithCheckInterval(d time.Duration) Option { return func(w *Writer) { w.interval = d } }
 
 // WithMode sets the file's mode: 0600 (the default) when the application container runs as the
@@ -126,7 +120,6 @@ func New(path, profile string, opts ...Option) (*Writer, error) {
 		interval: DefaultCheckInterval,
 		clock:    clock.Real(),
 		log:      slog.New(slog.DiscardHandler),
-		kick:     make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(w)
@@ -161,98 +154,73 @@ func CheckProfile(name string) error {
 // Path returns the file's path.
 func (w *Writer) Path() string { return w.path }
 
-// Notify tells Run that the source has new credentials. It never blocks: notifications that
-// arrive while one is pending are merged.
-func (w *Writer) Notify() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
+// Run writes the credentials src has, then rewrites the file each time src publishes new ones
+// (src.Updated), so it never polls. A failed write is logged and retried after the check
+// interval. While src has nothing servable the file keeps its last credentials. Run returns
+// nil when ctx is done.
+func (w *Writer) Run(ctx context.Context, src Source) error { return w.run(ctx, src, nil) }
 
-// Observer returns a creds.Observer that passes every event to next (which may be nil) and
-// calls Notify when new credentials are published, so the manager's publish path reaches the
-// writer without knowing about it.
-func (w *Writer) Observer(next creds.Observer) creds.Observer { return observer{w: w, next: next} }
-
-type observer struct {
-	w    *Writer
-	next creds.Observer
-}
-
-var _ creds.Observer = observer{}
-
-func (o observer) STSCall(result, code string, took time.Duration) {
-	if o.next != nil {
-		o.next.STSCall(result, code, took)
-	}
-}
-
-func (o observer) CredentialsUpdated(expiry time.Time) {
-	if o.next != nil {
-		o.next.CredentialsUpdated(expiry)
-	}
-	o.w.Notify()
-}
-
-func (o observer) TokenReloaded(expiry time.Time) {
-	if o.next != nil {
-		o.next.TokenReloaded(expiry)
-	}
-}
-
-// Run writes the first credentials as soon as src has them, then rewrites the file on every
-// notification and on every check interval when src's credentials changed. A failed write is
-// logged and retried at the next check. While src has nothing servable the file keeps its last
-// credentials. Run returns nil when ctx is done. src is a parameter here, not of New, because
-// the manager that is the source takes the writer's Observer when it is built.
-func (w *Writer) Run(ctx context.Context, src Source) error {
+// run is Run; synced, for tests (export_test.go), is called after each attempt to bring the
+// file up to date.
+func (w *Writer) run(ctx context.Context, src Source, synced func()) error {
 	if src == nil {
 		return errors.New("run credentials file writer: no credentials source")
 	}
-	first := src.Wait(ctx)
-	if first == nil {
-		return nil
-	}
-	w.sync(first)
-	t := w.clock.NewTimer(w.interval)
-	defer t.Stop()
+	var retry clock.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
+		// Taken before Servable is read, so that a publish in between is not missed.
+		updated := src.Updated()
+		ok := w.sync(src.Servable())
+		if synced != nil {
+			synced()
+		}
+		var retryC <-chan time.Time
+		switch {
+		case !ok && retry == nil:
+			retry = w.clock.NewTimer(w.interval)
+			retryC = retry.C()
+		case !ok:
+			retry.Reset(w.interval)
+			retryC = retry.C()
+		case retry != nil:
+			retry.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-w.kick:
-		case <-t.C():
-			t.Reset(w.interval)
+		case <-updated:
+		case <-retryC:
 		}
-		w.sync(src.Servable())
 	}
 }
 
-// sync writes c unless it is nil or already written, and logs the outcome.
-func (w *Writer) sync(c *creds.Credentials) {
-	if w.afterSync != nil {
-		defer w.afterSync()
-	}
+// sync writes c unless it is nil or already written, logs the outcome, and reports false when
+// a write failed and should be retried.
+func (w *Writer) sync(c *creds.Credentials) bool {
 	if c == nil {
-		return
+		return true
 	}
 	w.mu.Lock()
 	same := w.written == c
 	w.mu.Unlock()
 	if same {
-		return
+		return true
 	}
 	if err := w.Update(c); err != nil {
-		w.log.Error("credentials file not updated; retrying at the next check", "path", w.path,
+		w.log.Error("credentials file not updated; retrying", "path", w.path,
 			"retry_in", w.interval, "error", err)
-		return
+		return false
 	}
 	w.log.Debug("credentials file updated", "path", w.path, "credentials", c)
+	return true
 }
 
-// Update replaces the file with c now. The manager's publish path may call it directly instead
-// of going through Observer and Run.
+// Update replaces the file with c now; Run calls it for each new credentials value.
 func (w *Writer) Update(c *creds.Credentials) error {
 	body, err := w.render(c)
 	if err != nil {
@@ -260,9 +228,9 @@ func (w *Writer) Update(c *creds.Credentials) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := writeAtomic(w.path, body, w.mode); err != nil {
+	if err := atomicfile.Write(w.path, body, w.mode); err != nil {
 		w.failing = true
-		return err
+		return fmt.Errorf("write credentials file %s: %w", w.path, err)
 	}
 	if w.failing {
 		w.failing = false
@@ -315,44 +283,6 @@ func iniSafe(v string) bool {
 		}
 	}
 	return true
-}
-
-// writeAtomic replaces path with data: temporary file in the same directory, data, mode,
-// fsync, rename. The directory is synced too so that the rename survives a crash; if the file
-// system cannot sync directories that is not an error, since the file is rewritten at start.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write credentials file %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
 
 // probeDir checks that dir exists and accepts a new file.

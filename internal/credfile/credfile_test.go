@@ -21,7 +21,6 @@ import (
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
-	"github.com/credsidecar/credsidecar/internal/testkit/observe"
 	"github.com/credsidecar/credsidecar/internal/testkit/testlog"
 )
 
@@ -55,20 +54,10 @@ func (s *testSource) Servable() *creds.Credentials {
 	return s.cur
 }
 
-func (s *testSource) Wait(ctx context.Context) *creds.Credentials {
-	for {
-		s.mu.Lock()
-		c, ch := s.cur, s.changed
-		s.mu.Unlock()
-		if c != nil {
-			return c
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil
-		}
-	}
+func (s *testSource) Updated() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 var (
@@ -374,14 +363,17 @@ func TestRunFollowsSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	synced := make(chan struct{}, 16)
-	w.afterSync = func() { synced <- struct{}{} }
-	waitSync := func(what string) {
-		t.Helper()
-		await.Receive(t, 30*time.Second, synced, "the writer's sync after "+what)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx, src) }()
+	go func() { errc <- w.run(ctx, src, func() { synced <- struct{}{} }) }()
+	waitSynced := func(what string) {
+		t.Helper()
+		select {
+		case <-synced:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Run did not act on %s within 10s", what)
+		}
+	}
 
 	keyInFile := func() string {
 		t.Helper()
@@ -396,41 +388,37 @@ func TestRunFollowsSource(t *testing.T) {
 		return ini[DefaultProfile]["aws_access_key_id"]
 	}
 
+	waitSynced("the start") // nothing to write yet
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a file was written without credentials: %v", err)
+	}
+
 	c1 := realLookingCreds(t, start.Add(time.Hour))
-	src.Set(c1) // Run is waiting for the first credentials
-	waitSync("the first credentials")
+	src.Set(c1)
+	waitSynced("the first credentials")
 	if keyInFile() != c1.AccessKeyID {
 		t.Fatal("first credentials not written")
 	}
 
 	c2 := realLookingCreds(t, start.Add(2*time.Hour))
-	src.Set(c2)
-	w.Observer(nil).CredentialsUpdated(c2.Expiration) // the manager's publish path
-	waitSync("the notification")
+	src.Set(c2) // the manager's publish closes the Updated channel
+	waitSynced("published credentials")
 	if keyInFile() != c2.AccessKeyID {
-		t.Fatal("notified credentials not written")
+		t.Fatal("published credentials not written")
 	}
-
-	// Without a notification, the periodic check finds new credentials.
-	c3 := realLookingCreds(t, start.Add(3*time.Hour))
-	src.Set(c3)
-	await.Timers(t, 30*time.Second, fc, 1)
-	fc.Advance(time.Minute)
-	waitSync("the periodic check")
-	if keyInFile() != c3.AccessKeyID {
-		t.Fatal("periodic check did not write new credentials")
+	if n := fc.Pending(); n != 0 {
+		t.Fatalf("%d timers pending while the file is current, want none: Run must not poll", n)
 	}
 
 	// Below the serving floor the file keeps the last credentials.
 	src.Set(nil)
-	w.Notify()
-	waitSync("the notification without servable credentials")
-	if keyInFile() != c3.AccessKeyID {
+	waitSynced("a publish with nothing servable")
+	if keyInFile() != c2.AccessKeyID {
 		t.Fatal("file changed while the source had nothing servable")
 	}
 
-	// A failed write is retried at the next check: the path is blocked by a directory until
-	// the test removes it.
+	// A failed write is retried after the check interval: the path is blocked by a directory
+	// until the test removes it.
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -439,8 +427,7 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 	c4 := realLookingCreds(t, start.Add(4*time.Hour))
 	src.Set(c4)
-	w.Notify()
-	waitSync("the notification with the path blocked")
+	waitSynced("credentials it cannot write")
 	if !strings.Contains(logs.String(), "credentials file not updated") {
 		t.Fatalf("failed write not logged:\n%s", logs)
 	}
@@ -449,9 +436,9 @@ func TestRunFollowsSource(t *testing.T) {
 	}
 	await.Timers(t, 30*time.Second, fc, 1)
 	fc.Advance(time.Minute)
-	waitSync("the next check")
+	waitSynced("the retry")
 	if keyInFile() != c4.AccessKeyID {
-		t.Fatal("failed write not retried at the next check")
+		t.Fatal("failed write not retried after the check interval")
 	}
 	if !strings.Contains(logs.String(), "credentials file written again") {
 		t.Error("recovery not logged")
@@ -462,7 +449,7 @@ func TestRunFollowsSource(t *testing.T) {
 		t.Fatalf("Run = %v, want nil", err)
 	}
 	out := logs.String()
-	for _, c := range []*creds.Credentials{c1, c2, c3, c4} {
+	for _, c := range []*creds.Credentials{c1, c2, c4} {
 		if strings.Contains(out, c.SecretAccessKey) || strings.Contains(out, c.SessionToken) {
 			t.Fatal("a secret reached the log")
 		}
@@ -488,25 +475,6 @@ func TestRunReturnsWhenCancelledBeforeCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(w.Path()); !os.IsNotExist(err) {
 		t.Errorf("a file was written without credentials: %v", err)
-	}
-}
-
-func TestObserverForwards(t *testing.T) {
-	w, err := New(filepath.Join(t.TempDir(), "credentials"), DefaultProfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := observe.NewRecorder()
-	o := w.Observer(next)
-	o.STSCall("success", "", time.Second)
-	o.TokenReloaded(start)
-	o.CredentialsUpdated(start)
-	o.CredentialsUpdated(start) // merged with the pending notification, never blocks
-	if len(next.Calls()) != 1 || len(next.Updates()) != 2 || len(next.Reloads()) != 1 {
-		t.Errorf("forwarded %d/%d/%d events, want 1/2/1", len(next.Calls()), len(next.Updates()), len(next.Reloads()))
-	}
-	if len(w.kick) != 1 {
-		t.Errorf("%d pending notifications, want 1", len(w.kick))
 	}
 }
 

@@ -9,8 +9,10 @@
 // cut short when the token rotates. Meanwhile the cached credentials are served until only
 // Config.MinRemaining (5 min) of their lifetime is left, never closer to expiry.
 //
-// The token is read afresh for every call. Its directory is watched, because the kubelet
-// rotates it by swapping a ..data symlink, and polled as a fallback.
+// The token is read once per version of the file: at start, then by the watcher when its
+// directory changes (the kubelet rotates it by swapping a ..data symlink; internal/filewatch
+// watches the directory and polls as a fallback), which hands the new token to the refresh
+// loop and to the WithTokenCheck function.
 //
 // Usage:
 //
@@ -34,4 +36,15 @@
 //
 //	// At start, to hold readiness until the first credentials arrive:
 //	c := m.Wait(ctx)
+//
+//	// To act on each new value (as the credentials file does):
+//	for {
+//		updated := m.Updated() // before Servable, so that no publish is missed
+//		use(m.Servable())
+//		select {
+//		case <-updated:
+//		case <-ctx.Done():
+//			return
+//		}
+//	}
 package creds

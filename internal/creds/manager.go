@@ -42,8 +42,8 @@ func WithClock(c clock.Clock) Option { return func(m *Manager) { m.clock = c } }
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
 // WithObserver adds a receiver of the events that metrics count; every observer added gets
-// every event, in the order they were added, so a test or a file writer can watch next to the
-// metrics.
+// every event, in the order they were added. It is for counting: a part that must act on new
+// credentials subscribes to Updated instead.
 func WithObserver(o Observer) Option {
 	return func(m *Manager) {
 		if o != nil {
@@ -70,11 +70,12 @@ type Manager struct {
 
 	cur     atomic.Pointer[Credentials]
 	lastErr atomic.Pointer[errBox]
-	// kick carries "the token changed" from the watcher to the refresh loop.
-	kick chan struct{}
+	// token is the token as the watcher last read it; kick tells the refresh loop it changed.
+	token atomic.Pointer[tokenState]
+	kick  chan struct{}
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every publish, to wake Wait
+	changed chan struct{} // closed and replaced on every publish; see Updated
 	running bool
 	closed  bool
 	quit    chan struct{}
@@ -129,13 +130,15 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.wg.Add(2)
 	m.mu.Unlock()
 
+	// Read before either goroutine starts: the first fetch uses it, the watcher starts from it.
+	w := m.loadToken()
 	go func() {
 		defer m.wg.Done()
 		m.refreshLoop(ctx)
 	}()
 	go func() {
 		defer m.wg.Done()
-		m.watchToken(ctx)
+		m.watchToken(ctx, w)
 	}()
 	select {
 	case <-ctx.Done():
@@ -176,9 +179,7 @@ func (m *Manager) Wait(ctx context.Context) *Credentials {
 		if c := m.Servable(); c != nil {
 			return c
 		}
-		m.mu.Lock()
-		ch := m.changed
-		m.mu.Unlock()
+		ch := m.Updated()
 		// A publish between the first check and taking ch would otherwise be missed.
 		if c := m.Servable(); c != nil {
 			return c
@@ -191,6 +192,17 @@ func (m *Manager) Wait(ctx context.Context) *Credentials {
 			return nil
 		}
 	}
+}
+
+// Updated returns a channel that is closed when new credentials are next published (as
+// go-spiffe's sources signal updates): a subscriber takes the channel, then reads Servable,
+// then waits for the close and starts over, so a publish between the two is never missed. Any
+// number of goroutines may wait on it; nothing is sent, so a slow subscriber delays nobody and
+// sees only the latest credentials.
+func (m *Manager) Updated() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
 }
 
 // LastError returns why the latest fetch failed, or nil when it succeeded (or none ran yet).
@@ -270,9 +282,9 @@ func (m *Manager) attempt(ctx context.Context, st *loopState) time.Duration {
 	return m.succeeded(c, st)
 }
 
-// fetch reads the token afresh (it may have rotated since the last call) and exchanges it.
+// fetch exchanges the token the watcher last handed over; it does not read the file again.
 func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *tokenFile, error) {
-	tok, err := readToken(m.cfg.TokenFile, m.clock.Now())
+	tok, err := m.currentToken(m.clock.Now())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -494,7 +494,7 @@ func TestPollFallback(t *testing.T) {
 }
 
 // A rotation while the credentials are fresh needs no STS call, but the next refresh must
-// use the new token: it is read for every call.
+// use the new token, which the watcher hands over.
 func TestRotationWhileFresh(t *testing.T) {
 	h := newHarness(t)
 	h.dir.write(validToken(t))

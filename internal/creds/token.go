@@ -235,11 +235,13 @@ func (e *TokenError) Unwrap() error { return e.Err }
 
 const mountHint = "(is the projected volume mounted and AWS_WEB_IDENTITY_TOKEN_FILE/--token-file pointing at it?)"
 
-// tokenFile is one read of the token file: the bytes, where the symlinks led, and the claims.
+// tokenFile is one read of the token file: the bytes, where the symlinks led, the claims, and
+// the file's metadata (which tells the watcher whether a later look finds the same version).
 type tokenFile struct {
 	raw    []byte
 	target string
 	claims *TokenClaims
+	info   os.FileInfo
 }
 
 // readToken reads and validates the token at path. now decides expiry.
@@ -283,6 +285,10 @@ func readTokenOnce(path string, now time.Time, afterResolve func()) (*tokenFile,
 		return nil, statProblem(path, err)
 	}
 	defer f.Close()
+	// The version actually opened: a rotation may have swapped ..data since the Stat above.
+	if fi, err = f.Stat(); err != nil {
+		return nil, statProblem(path, err)
+	}
 	const limit = MaxTokenSize + 64 // room for surrounding whitespace
 	raw, err := io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
@@ -301,12 +307,20 @@ func readTokenOnce(path string, now time.Time, afterResolve func()) (*tokenFile,
 	if claims.Expiry.IsZero() {
 		return nil, &TokenError{Path: path, Problem: "token has no exp claim; STS needs an expiring token"}
 	}
+	if err := checkExpiry(path, claims, now); err != nil {
+		return nil, err
+	}
+	return &tokenFile{raw: bytes.TrimSpace(raw), target: target, claims: claims, info: fi}, nil
+}
+
+// checkExpiry refuses a token whose exp has passed at now.
+func checkExpiry(path string, claims *TokenClaims, now time.Time) error {
 	if !now.Before(claims.Expiry) {
-		return nil, &TokenError{Path: path, Problem: fmt.Sprintf(
+		return &TokenError{Path: path, Problem: fmt.Sprintf(
 			"token expired at %s; the kubelet should have rotated it: is the pod's projected volume set up and the kubelet healthy?",
 			claims.Expiry.Format(time.RFC3339))}
 	}
-	return &tokenFile{raw: bytes.TrimSpace(raw), target: target, claims: claims}, nil
+	return nil
 }
 
 // statProblem turns an open/resolve failure into advice; a dangling symlink is the typical

@@ -34,14 +34,14 @@ func (k *tokenChecker) token(tok *tokenFile) {
 	k.f(tok.claims)
 }
 
-// rotated reads the token the watcher reported as new and checks it now, rather than at the
-// next refresh, which may be most of an hour away. A token that cannot be read is left to the
-// next fetch, which reports why.
+// rotated checks the token the watcher handed over as new now, rather than at the next
+// refresh, which may be most of an hour away. A token that cannot be used is left to the next
+// fetch, which reports why.
 func (m *Manager) rotated(now time.Time) {
 	if m.check.f == nil {
 		return
 	}
-	if tok, err := readToken(m.cfg.TokenFile, now); err == nil {
+	if tok, err := m.currentToken(now); err == nil {
 		m.check.token(tok)
 	}
 }

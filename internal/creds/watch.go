@@ -3,98 +3,113 @@ package creds
 import (
 	"context"
 	"crypto/sha256"
+	"os"
 	"path/filepath"
+	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/credsidecar/credsidecar/internal/filewatch"
 )
 
-// tokenSeen is what the watcher last saw at the token path; a change in any field is news.
+// tokenState is what the watcher last made of the token file: a usable token, or why there is
+// none. The watcher is the only reader of the file after start; the refresh loop and the token
+// check use what it hands over, so each version of the file is read once.
+type tokenState struct {
+	tok *tokenFile
+	err error
+}
+
+// tokenSeen is what the watcher last reported; a change in any field is news.
 type tokenSeen struct {
 	target  string
 	sum     [sha256.Size]byte
 	problem string
 }
 
-// watchToken notices token rotations, and token faults being fixed, and tells the refresh loop.
-// It watches the directory, not the file: the kubelet swaps the ..data symlink by rename, so
-// the file the token symlink resolves to is replaced, never written. The poll covers missed
-// events, a directory that appears late, and filesystems without inotify.
-func (m *Manager) watchToken(ctx context.Context) {
-	dir := filepath.Dir(m.cfg.TokenFile)
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		m.log.Warn("token watch unavailable; polling only", "dir", dir, "poll_interval", m.cfg.PollInterval.String(), "error", err.Error())
-	} else {
-		defer w.Close()
-		events, errs = w.Events, w.Errors
-	}
-	watching := false
-	addWatch := func() {
-		if w == nil {
-			return
-		}
-		// Add is idempotent, and re-adding after the directory was recreated restores events.
-		err := w.Add(dir)
-		switch {
-		case err != nil && watching:
-			m.log.Warn("token watch lost; polling only", "dir", dir, "poll_interval", m.cfg.PollInterval.String(), "error", err.Error())
-		case err != nil && !watching:
-			m.log.Debug("token directory not watchable yet; polling", "dir", dir, "error", err.Error())
-		case err == nil && !watching:
-			m.log.Debug("watching token directory", "dir", dir)
-		}
-		watching = err == nil
-	}
-	addWatch()
-	if w != nil && !watching {
-		m.log.Warn("cannot watch token directory; polling until it can", "dir", dir, "poll_interval", m.cfg.PollInterval.String())
-	}
-
-	var seen tokenSeen
-	m.checkToken(&seen, true)
-	poll := m.clock.NewTimer(m.cfg.PollInterval)
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			m.checkToken(&seen, false)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			m.log.Warn("token watch error; the poll continues", "dir", dir, "error", err.Error())
-		case <-poll.C():
-			addWatch()
-			m.checkToken(&seen, false)
-			poll.Reset(m.cfg.PollInterval)
-		}
-	}
+// tokenWatch is the watcher goroutine's own state.
+type tokenWatch struct {
+	seen tokenSeen
+	// target and info identify the usable file version read last (nil info: none), so that
+	// notifications and polls that find the same version do not read it again.
+	target string
+	info   os.FileInfo
+	tok    *tokenFile // the last usable token, nil when the last read failed
 }
 
-// checkToken reads the token and, when it differs from what was seen last, reports it: a fault
-// is logged, a valid new token is logged, counted and handed to the refresh loop. The first
-// check only records, since the refresh loop reports the state at start.
-func (m *Manager) checkToken(seen *tokenSeen, initial bool) {
+// loadToken reads the token at start, before the refresh loop's first fetch needs it, and
+// returns the watcher's state for it. Nothing is logged or counted: the refresh loop reports
+// the state at start.
+func (m *Manager) loadToken() *tokenWatch {
+	w := &tokenWatch{}
+	m.readTokenVersion(w, true)
+	return w
+}
+
+// watchToken notices token rotations, and token faults being fixed, and hands them to the
+// refresh loop. internal/filewatch watches the directory (the kubelet swaps the ..data
+// symlink, so the file is replaced, never written) and polls.
+func (m *Manager) watchToken(ctx context.Context, w *tokenWatch) {
+	filewatch.Run(ctx, filewatch.Config{
+		Dir:   filepath.Dir(m.cfg.TokenFile),
+		What:  "token",
+		Poll:  m.cfg.PollInterval,
+		Clock: m.clock,
+		Log:   m.log,
+	}, func() { m.checkToken(w) })
+}
+
+// checkToken looks at the token file after a notification or a poll. It reads it only when
+// it is a version not read before; a rotation is several notifications, and a poll usually
+// finds nothing new. For the version already read, only the passing of its expiry is news.
+func (m *Manager) checkToken(w *tokenWatch) {
+	if w.info != nil {
+		target, err := filepath.EvalSymlinks(m.cfg.TokenFile)
+		if err == nil && target == w.target {
+			if fi, err := os.Stat(target); err == nil && sameVersion(fi, w.info) {
+				if w.tok != nil {
+					if err := checkExpiry(m.cfg.TokenFile, w.tok.claims, m.clock.Now()); err != nil {
+						m.note(w, nil, err, false)
+					}
+				}
+				return
+			}
+		}
+	}
+	m.readTokenVersion(w, false)
+}
+
+// sameVersion reports whether a and b describe the same, unmodified file.
+func sameVersion(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// readTokenVersion reads the token file and, when it is usable, records which version it read.
+// A file that cannot be used is read again at every look: a fix such as a chmod changes
+// neither its size nor its modification time.
+func (m *Manager) readTokenVersion(w *tokenWatch, initial bool) {
 	tok, err := readToken(m.cfg.TokenFile, m.clock.Now())
+	w.target, w.info = "", nil
+	if tok != nil {
+		w.target, w.info = tok.target, tok.info
+	}
+	m.note(w, tok, err, initial)
+}
+
+// note records a new state of the token and, when it differs from what was seen last, reports
+// it: a fault is logged, a valid new token is logged, counted and handed to the refresh loop.
+// The initial state is only recorded, since the refresh loop reports the state at start.
+func (m *Manager) note(w *tokenWatch, tok *tokenFile, err error, initial bool) {
+	w.tok = tok
 	var now tokenSeen
 	if err != nil {
 		now.problem = err.Error()
 	} else {
 		now.target, now.sum = tok.target, sha256.Sum256(tok.raw)
 	}
-	if now == *seen {
+	if now == w.seen && !initial {
 		return
 	}
-	*seen = now
+	w.seen = now
+	m.token.Store(&tokenState{tok: tok, err: err})
 	if initial {
 		return
 	}
@@ -109,4 +124,20 @@ func (m *Manager) checkToken(seen *tokenSeen, initial bool) {
 	default: // a kick is already pending
 	}
 	m.obs.TokenReloaded(tok.claims.Expiry)
+}
+
+// currentToken is the token the watcher handed over, or why there is none, as of now: a token
+// read while valid may have expired since, when the kubelet stopped rotating it.
+func (m *Manager) currentToken(now time.Time) (*tokenFile, error) {
+	s := m.token.Load()
+	if s == nil {
+		return nil, &TokenError{Path: m.cfg.TokenFile, Problem: "not read yet"}
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	if err := checkExpiry(m.cfg.TokenFile, s.tok.claims, now); err != nil {
+		return nil, err
+	}
+	return s.tok, nil
 }

@@ -45,5 +45,6 @@
 //
 //	srv, err := imds.New(manager, cfg.Region, imds.WithLogger(log))
 //	ln, err := imds.Listen(cfg.IMDSListen) // loopback only
-//	go func() { errc <- srv.Run(ctx, ln) }()
+//	hs := server.NewHTTPServer(server.Wrap(server.EndpointIMDS, srv.Handler(), serverOpts...), log)
+//	go func() { errc <- server.Serve(ctx, hs, ln, cfg.ShutdownTimeout) }()
 package imds

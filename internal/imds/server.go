@@ -33,20 +33,19 @@ const (
 	// before it gets a 503: long enough to cover a sidecar that is finishing its first STS call,
 	// short of the Go SDK v2's 500 ms response-header timeout for IMDS.
 	DefaultStartupWait = 300 * time.Millisecond
-	// DefaultShutdownTimeout bounds Run's graceful shutdown.
-	DefaultShutdownTimeout = 5 * time.Second
 )
 
-// Server is the IMDSv2 emulation. It is safe for concurrent use; Run serves it on a listener.
+// Server is the IMDSv2 emulation. It is safe for concurrent use. It has no listener of its
+// own: its Handler is served through internal/server like the sidecar's other endpoints, so it
+// gets the same limits, request metrics and panic recovery.
 type Server struct {
-	src             Source
-	region, zone    string
-	maxTokens       int
-	startupWait     time.Duration
-	shutdownTimeout time.Duration
-	clock           clock.Clock
-	log             *slog.Logger
-	rand            io.Reader
+	src          Source
+	region, zone string
+	maxTokens    int
+	startupWait  time.Duration
+	clock        clock.Clock
+	log          *slog.Logger
+	rand         io.Reader
 
 	tokens  *tokenStore
 	booted  time.Time
@@ -67,9 +66,6 @@ func WithMaxTokens(n int) Option { return func(s *Server) { s.maxTokens = n } }
 
 // WithStartupWait sets how long a request waits for credentials before a 503; 0 answers at once.
 func WithStartupWait(d time.Duration) Option { return func(s *Server) { s.startupWait = d } }
-
-// WithShutdownTimeout bounds Run's graceful shutdown; default DefaultShutdownTimeout.
-func WithShutdownTimeout(d time.Duration) Option { return func(s *Server) { s.shutdownTimeout = d } }
 
 // WithClock sets the clock that expires session tokens; default the wall clock.
 func WithClock(c clock.Clock) Option { return func(s *Server) { s.clock = c } }
@@ -93,15 +89,14 @@ func New(src Source, region string, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("new imds server: region %q is not a region name such as us-east-1", region)
 	}
 	s := &Server{
-		src:             src,
-		region:          region,
-		zone:            region + "a",
-		maxTokens:       DefaultMaxTokens,
-		startupWait:     DefaultStartupWait,
-		shutdownTimeout: DefaultShutdownTimeout,
-		clock:           clock.Real(),
-		log:             slog.New(slog.DiscardHandler),
-		rand:            rand.Reader,
+		src:         src,
+		region:      region,
+		zone:        region + "a",
+		maxTokens:   DefaultMaxTokens,
+		startupWait: DefaultStartupWait,
+		clock:       clock.Real(),
+		log:         slog.New(slog.DiscardHandler),
+		rand:        rand.Reader,
 	}
 	for _, o := range opts {
 		o(s)
@@ -112,8 +107,8 @@ func New(src Source, region string, opts ...Option) (*Server, error) {
 	if s.maxTokens < 1 {
 		return nil, fmt.Errorf("new imds server: max tokens %d is below 1", s.maxTokens)
 	}
-	if s.startupWait < 0 || s.shutdownTimeout <= 0 {
-		return nil, errors.New("new imds server: negative startup wait or no shutdown time")
+	if s.startupWait < 0 {
+		return nil, errors.New("new imds server: negative startup wait")
 	}
 	s.tokens = newTokenStore(s.maxTokens, s.rand)
 	s.booted = s.clock.Now().UTC().Truncate(time.Second)
@@ -121,40 +116,9 @@ func New(src Source, region string, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the endpoint's handler, with its middleware, for tests and for Run.
+// Handler returns the endpoint's handler with IMDS's own rules (session tokens, refusal of
+// forwarded requests); the sidecar wraps it with server.Wrap and serves it with server.Serve.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// Run serves on ln until ctx is done, then shuts down gracefully within the shutdown timeout.
-// It returns nil after a clean shutdown. ln is closed when Run returns.
-func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 2 * time.Second,
-		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      5 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		// Requests see the server's context, so a shutdown ends a wait for credentials at once.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve imds on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
-	defer cancel()
-	err := hs.Shutdown(sctx)
-	<-errc // Serve has returned http.ErrServerClosed
-	if err != nil {
-		_ = hs.Close()
-		return fmt.Errorf("shut down imds on %s: %w", ln.Addr(), err)
-	}
-	return nil
-}
 
 // CheckLoopback reports whether addr ("host:port") names a loopback IP, the only place the
 // endpoint may listen: anything that can reach it gets the pod's credentials. Host names are

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/server"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
 )
 
@@ -412,7 +414,9 @@ func TestCheckLoopback(t *testing.T) {
 	}
 }
 
-func TestRunServesAndShutsDown(t *testing.T) {
+// TestServedThroughServer serves the handler the way the sidecar does, through internal/server,
+// and shuts it down there.
+func TestServedThroughServer(t *testing.T) {
 	s, err := New(newTestSource(t, realLookingCreds(t, time.Now(), time.Hour)), testRegion)
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +428,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx, ln) }()
+	srv := server.NewHTTPServer(server.Wrap(server.EndpointIMDS, s.Handler()), nil)
+	go func() { errc <- server.Serve(ctx, srv, ln, 5*time.Second) }()
 
 	url := "http://" + ln.Addr().String() + "/latest/api/token"
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, url, nil)
@@ -435,19 +440,51 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT token on Run's listener: %d", resp.StatusCode)
+		t.Fatalf("PUT token on the served listener: %d", resp.StatusCode)
 	}
 	cancel()
-	if err := await.Receive(t, 30*time.Second, errc, "Run's return after cancel"); err != nil {
-		t.Fatalf("Run after cancel = %v, want nil", err)
+	if err := await.Receive(t, 30*time.Second, errc, "Serve's return after cancel"); err != nil {
+		t.Fatalf("Serve after cancel = %v, want nil", err)
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-		t.Error("listener still accepts after Run returned")
+		t.Error("listener still accepts after Serve returned")
 	}
 	if _, err := Listen("0.0.0.0:0"); err == nil {
 		t.Error("Listen accepted a non-loopback address")
 	}
 }
+
+// TestPanicRecovered: a panic in the IMDS handler is answered with a 500 and logged by the
+// shared middleware, and the endpoint keeps serving.
+func TestPanicRecovered(t *testing.T) {
+	log, logs := newLogger(slog.LevelInfo)
+	src := panickingSource{}
+	s, err := New(src, testRegion, WithLogger(log), WithStartupWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(server.Wrap(server.EndpointIMDS, s.Handler(), server.WithLogger(log)))
+	ts.Config = server.NewHTTPServer(ts.Config.Handler, log)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	tok := token(t, ts, "60")
+	for range 2 { // the server keeps serving after a panic
+		code, body, _ := do(t, ts, http.MethodGet, "/latest/meta-data/iam/security-credentials/", withToken(tok))
+		if code != http.StatusInternalServerError {
+			t.Fatalf("got %d %s, want 500", code, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "source exploded") || !strings.Contains(logs.String(), `"endpoint":"imds"`) {
+		t.Fatalf("panic not logged with endpoint imds:\n%s", logs)
+	}
+}
+
+// panickingSource is a Source whose every call panics, as a bug in the manager would.
+type panickingSource struct{}
+
+func (panickingSource) Servable() *creds.Credentials { panic("source exploded") }
+
+func (panickingSource) Wait(context.Context) *creds.Credentials { panic("source exploded") }
 
 func TestParseRoleARN(t *testing.T) {
 	tests := []struct {

@@ -1,5 +1,5 @@
 // Package metrics owns the sidecar's Prometheus metrics: what the STS exchange, the projected
-// token and the two HTTP endpoints report. Every label value comes from a small fixed set, so
+// token and the HTTP endpoints report. Every label value comes from a small fixed set, so
 // no role ARN, pod name or request path ever becomes a time series.
 package metrics
 
@@ -20,6 +20,7 @@ const (
 	EndpointHealthz     = "healthz"
 	EndpointReadyz      = "readyz"
 	EndpointMetrics     = "metrics"
+	EndpointIMDS        = "imds"
 	EndpointOther       = "other"
 )
 
@@ -46,7 +47,7 @@ type Metrics struct {
 }
 
 // endpoints are the endpoint label's values, EndpointOther last.
-var endpoints = [...]string{EndpointCredentials, EndpointHealthz, EndpointReadyz, EndpointMetrics, EndpointOther}
+var endpoints = [...]string{EndpointCredentials, EndpointHealthz, EndpointReadyz, EndpointMetrics, EndpointIMDS, EndpointOther}
 
 // hotCodes are the statuses the endpoints answer in normal operation and at start-up.
 var hotCodes = [...]int{200, 401, 404, 405, 503}

@@ -139,6 +139,7 @@ func TestObserveHTTP(t *testing.T) {
 	m.ObserveHTTP(EndpointReadyz, 503, time.Millisecond)
 	m.ObserveHTTP("/v1/credentials/../etc/passwd", 404, time.Millisecond)
 	m.ObserveHTTP(EndpointHealthz, 1000, time.Millisecond)
+	m.ObserveHTTP(EndpointIMDS, 401, time.Millisecond)
 	const want = `
 # HELP credsidecar_http_requests_total HTTP requests served, by endpoint and status code.
 # TYPE credsidecar_http_requests_total counter
@@ -147,6 +148,7 @@ credsidecar_http_requests_total{code="401",endpoint="credentials"} 1
 credsidecar_http_requests_total{code="503",endpoint="readyz"} 1
 credsidecar_http_requests_total{code="404",endpoint="other"} 1
 credsidecar_http_requests_total{code="0",endpoint="healthz"} 1
+credsidecar_http_requests_total{code="401",endpoint="imds"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "credsidecar_http_requests_total"); err != nil {
 		t.Fatal(err)

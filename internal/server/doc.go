@@ -1,4 +1,6 @@
-// Package server owns the sidecar's two HTTP endpoints.
+// Package server owns the sidecar's two HTTP endpoints, and the server constructor, lifecycle
+// and middleware every listener of the sidecar goes through (the IMDS emulation's handler is
+// served with Wrap, NewHTTPServer and Serve too).
 //
 // The credentials endpoint speaks the container-credentials protocol the AWS SDKs use with
 // AWS_CONTAINER_CREDENTIALS_FULL_URI: GET /v1/credentials with the token in the Authorization

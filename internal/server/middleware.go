@@ -11,6 +11,12 @@ import (
 // middleware wraps a handler; routes get theirs from one ordered list (see wrap).
 type middleware func(http.Handler) http.Handler
 
+// Wrap gives a handler built elsewhere (the IMDS emulation) the middleware every route here
+// has, counting its requests under endpoint, so that all listeners share one list.
+func Wrap(endpoint string, h http.Handler, opts ...Option) http.Handler {
+	return wrap(endpoint, h, buildOptions(opts))
+}
+
 // wrap applies, outermost first: the observer, so it sees the status the recovery writes, then
 // panic recovery around the handler.
 func wrap(endpoint string, h http.Handler, o *options) http.Handler {

@@ -38,6 +38,7 @@ const (
 	EndpointHealthz     = "healthz"
 	EndpointReadyz      = "readyz"
 	EndpointMetrics     = "metrics"
+	EndpointIMDS        = "imds"
 	EndpointOther       = "other"
 )
 

@@ -126,12 +126,10 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 		s.AuthTokenFile = filepath.Join(t.TempDir(), "auth", "token")
 	}
 	cfg := sidecarConfig(w, o, s.Proj.Path(), s.AuthTokenFile)
-	// Idle, the sidecar waits on the refresh loop's and the token poll's timers, the auth token's
-	// poll and, with a credentials file, its periodic check.
+	// Idle, the sidecar waits on the refresh loop's and the token poll's timers and the auth
+	// token's poll. The credentials file has no timer: it waits on the manager's Updated, and
+	// arms one only to retry a failed write.
 	s.timers = 3
-	if o.CredentialsFile != "" {
-		s.timers++
-	}
 
 	// Registered before the sidecar starts, so it runs after the sidecar has stopped.
 	t.Cleanup(func() {
