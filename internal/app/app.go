@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -210,9 +211,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			return nil, fmt.Errorf("start sidecar: instance metadata endpoint: %w", err)
 		}
 		a.addrs.IMDS = a.imdsLn.Addr()
-		a.imdsSrv = server.NewHTTPServer(server.Wrap(server.EndpointIMDS, imdsHandler.Handler(), serverOpts...), log)
+		// IMDS has no other authentication: loopback only, whatever --allow-non-loopback says.
+		imdsOpts := append(slices.Clone(serverOpts), server.WithLoopbackOnly())
+		a.imdsSrv = server.NewHTTPServer(server.Wrap(server.EndpointIMDS, imdsHandler.Handler(), imdsOpts...), log)
 	}
-	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, serverOpts...), log)
+	credsOpts := serverOpts
+	if !cfg.AllowNonLoopback {
+		credsOpts = append(slices.Clone(serverOpts), server.WithLoopbackOnly())
+	}
+	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, credsOpts...), log)
 	a.opsSrv = server.NewHTTPServer(server.NewOps(manager, reg, serverOpts...), log)
 	return a, nil
 }

@@ -26,10 +26,11 @@ const DefaultColdStartWait = 800 * time.Millisecond
 type Option func(*options)
 
 type options struct {
-	log      *slog.Logger
-	observer Observer
-	clock    clock.Clock
-	coldWait time.Duration
+	log          *slog.Logger
+	observer     Observer
+	clock        clock.Clock
+	coldWait     time.Duration
+	loopbackOnly bool
 }
 
 func buildOptions(opts []Option) *options {
@@ -48,6 +49,11 @@ func WithObserver(obs Observer) Option { return func(o *options) { o.observer = 
 
 // WithClock sets the clock used to refuse expired credentials.
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLoopbackOnly refuses, with a JSON 403, every request whose peer is not loopback or whose
+// Host header does not name loopback (DNS rebinding): for the credentials and IMDS listeners,
+// never for the metrics and probes, which the kubelet and Prometheus reach on the pod's IP.
+func WithLoopbackOnly() Option { return func(o *options) { o.loopbackOnly = true } }
 
 // WithColdStartWait sets how long a request waits for the first credentials.
 func WithColdStartWait(d time.Duration) Option { return func(o *options) { o.coldWait = d } }

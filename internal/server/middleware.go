@@ -17,13 +17,15 @@ func Wrap(endpoint string, h http.Handler, opts ...Option) http.Handler {
 	return wrap(endpoint, h, buildOptions(opts))
 }
 
-// wrap applies, outermost first: the observer, so it sees the status the recovery writes, then
-// panic recovery around the handler.
+// wrap applies, outermost first: the observer, so it sees the status the others write, the
+// loopback check when asked for, so nothing else runs for a refused request, then panic recovery
+// around the handler.
 func wrap(endpoint string, h http.Handler, o *options) http.Handler {
-	list := []middleware{
-		observe(endpoint, o.observer, o.log),
-		recoverPanics(endpoint, o.log),
+	list := []middleware{observe(endpoint, o.observer, o.log)}
+	if o.loopbackOnly {
+		list = append(list, loopbackOnly)
 	}
+	list = append(list, recoverPanics(endpoint, o.log))
 	for i := len(list) - 1; i >= 0; i-- {
 		h = list[i](h)
 	}
