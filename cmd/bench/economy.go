@@ -347,19 +347,18 @@ func benchEconomy(ctx context.Context, e *env, r *report) error {
 	return nil
 }
 
-// economyWhy explains, from the refresh schedule, why steady serving makes more STS calls per
-// hour than the target, and what would meet it.
+// economyWhy explains, from the refresh schedule, what steady serving costs in STS calls and
+// what would lower it; the report prints it when the target is missed.
 func economyWhy(p refreshPolicy) string {
 	lo, hi := p.spacing()
 	phLo, phHi := p.perHour()
 	longer := refreshPolicy{session: 2 * p.session, window: p.window}
 	llo, lhi := longer.spacing()
 	w := p.windowFor(econTargetPerHour)
-	return fmt.Sprintf("Why: with %s sessions and the default %s refresh window (jittered up to %s), a refresh "+
+	return fmt.Sprintf("Why: with %s sessions and the default %s refresh window (jittered down to %s), a refresh "+
 		"comes every %s–%s, i.e. %.3g–%.3g per hour. The window is what keeps >= 20 min for the SDKs "+
-		"through 20 min of STS trouble (PROTOCOL.md §2); meeting <= %d/h at %s sessions needs a window of "+
-		"at most %s including its jitter (e.g. %s + %.0f%%), or longer sessions (--duration %s: a refresh every %s–%s).",
-		human(p.session), human(p.window), human(p.maxWindow()), human(lo), human(hi), phLo, phHi,
-		econTargetPerHour, human(p.session), human(p.session-time.Duration(float64(time.Hour)/econTargetPerHour)),
-		human(w), refreshJitter*100, human(longer.session), human(llo), human(lhi))
+		"through 20 min of STS trouble (PROTOCOL.md §2); <= %d/h at %s sessions needs a window of "+
+		"at most %s, or longer sessions (--duration %s: a refresh every %s–%s).",
+		human(p.session), human(p.window), human(p.minWindow()), human(lo), human(hi), phLo, phHi,
+		econTargetPerHour, human(p.session), human(w), human(longer.session), human(llo), human(lhi))
 }

@@ -294,7 +294,7 @@ func benchFleet(ctx context.Context, e *env, r *report) error {
 		"the sidecars' phases spread like a random walk and the waves fade over the first hours. Per second, "+
 		"%.1f calls on average is few enough that random timing alone gives single seconds far above 2x "+
 		"(Poisson noise), so the per-minute figures are the meaningful ones for load on STS.",
-		thousands(e.s.fleet), st.peakSecond, human(lo), human(hi), human(pol.maxWindow()-pol.window), st.steadyAvgSecond)
+		thousands(e.s.fleet), st.peakSecond, human(lo), human(hi), human(pol.window-pol.minWindow()), st.steadyAvgSecond)
 	return nil
 }
 

@@ -334,28 +334,28 @@ func TestProseNumbers(t *testing.T) {
 // 40 min window, 10% jitter) a refresh comes every 16-20 min.
 func TestRefreshPolicy(t *testing.T) {
 	p := refreshPolicy{session: time.Hour, window: 40 * time.Minute}
-	if lo, hi := p.spacing(); lo != 16*time.Minute || hi != 20*time.Minute {
+	if lo, hi := p.spacing(); lo != 20*time.Minute || hi != 24*time.Minute {
 		t.Errorf("spacing = %v-%v, want 16m-20m", lo, hi)
 	}
-	if lo, hi := p.perHour(); lo != 3 || hi != 3.75 {
-		t.Errorf("perHour = %v-%v, want 3-3.75", lo, hi)
+	if lo, hi := p.perHour(); lo != 2.5 || hi != 3 {
+		t.Errorf("perHour = %v-%v, want 2.5-3", lo, hi)
 	}
-	if w := p.windowFor(3); w != 36*time.Minute {
-		t.Errorf("windowFor(3) = %v, want 36m (40 min including 10%% jitter)", w)
+	if w := p.windowFor(3); w != 40*time.Minute {
+		t.Errorf("windowFor(3) = %v, want 40m (the jitter only shortens it)", w)
 	}
-	if d := p.describe(); d != "1 h sessions, refresh with 40 min + up to 10% jitter left" {
+	if d := p.describe(); d != "1 h sessions, refresh with 40 min less up to 10% jitter left" {
 		t.Errorf("describe = %q", d)
 	}
 	why := economyWhy(p)
-	for _, want := range []string{"every 16 min–20 min", "3–3.75 per hour", "jittered up to 44 min", "at most 40 min",
-		"e.g. 36 min + 10%", "--duration 2 h: a refresh every 76 min–80 min"} {
+	for _, want := range []string{"every 20 min–24 min", "2.5–3 per hour", "jittered down to 36 min", "at most 40 min",
+		"--duration 2 h: a refresh every 80 min–84 min"} {
 		if !strings.Contains(why, want) {
 			t.Errorf("economyWhy does not say %q:\n%s", want, why)
 		}
 	}
 	// Another schedule gives other figures: nothing is copied from the defaults.
 	why = economyWhy(refreshPolicy{session: 2 * time.Hour, window: 30 * time.Minute})
-	if !strings.Contains(why, "every 87 min–90 min") || strings.Contains(why, "16 min") {
+	if !strings.Contains(why, "every 90 min–93 min") || strings.Contains(why, "20 min–24 min") {
 		t.Errorf("economyWhy for 2 h / 30 min:\n%s", why)
 	}
 }

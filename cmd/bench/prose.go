@@ -11,7 +11,7 @@ import (
 )
 
 // refreshJitter is creds' refresh jitter: a refresh starts up to this share of the window
-// earlier (creds.Manager; Config.RefreshWindow's comment).
+// later, never earlier (creds.Manager; Config.RefreshWindow's comment).
 const refreshJitter = 0.10
 
 // refreshPolicy is a sidecar's refresh schedule, from which the report's prose derives its
@@ -25,14 +25,14 @@ func defaultRefresh() refreshPolicy {
 	return refreshPolicy{session: creds.DefaultDuration, window: creds.DefaultRefreshWindow}
 }
 
-// maxWindow is the window with the largest jitter.
-func (p refreshPolicy) maxWindow() time.Duration {
-	return p.window + time.Duration(float64(p.window)*refreshJitter)
+// minWindow is the lifetime left at the latest jittered refresh.
+func (p refreshPolicy) minWindow() time.Duration {
+	return p.window - time.Duration(float64(p.window)*refreshJitter)
 }
 
 // spacing is the range of times between two refreshes: a session less the (jittered) window.
 func (p refreshPolicy) spacing() (lo, hi time.Duration) {
-	return p.session - p.maxWindow(), p.session - p.window
+	return p.session - p.window, p.session - p.minWindow()
 }
 
 // perHour is the range of refreshes per hour that spacing gives.
@@ -41,16 +41,15 @@ func (p refreshPolicy) perHour() (lo, hi float64) {
 	return float64(time.Hour) / float64(shi), float64(time.Hour) / float64(slo)
 }
 
-// windowFor is the largest window, before jitter and in whole minutes, that keeps refreshes at
-// or below perHour per hour.
+// windowFor is the largest window, in whole minutes, that keeps refreshes at or below perHour
+// per hour: the jitter only shortens it.
 func (p refreshPolicy) windowFor(perHour float64) time.Duration {
-	most := p.session - time.Duration(float64(time.Hour)/perHour) // the window including its jitter
-	return time.Duration(float64(most)/(1+refreshJitter)) / time.Minute * time.Minute
+	return (p.session - time.Duration(float64(time.Hour)/perHour)) / time.Minute * time.Minute
 }
 
 // describe is the schedule in the report's words.
 func (p refreshPolicy) describe() string {
-	return fmt.Sprintf("%s sessions, refresh with %s + up to %.0f%% jitter left", human(p.session), human(p.window), refreshJitter*100)
+	return fmt.Sprintf("%s sessions, refresh with %s less up to %.0f%% jitter left", human(p.session), human(p.window), refreshJitter*100)
 }
 
 // human writes a duration as the prose does: "1 h", "40 min", "30 s", "100 ms", else Go's form.

@@ -4,7 +4,7 @@
 //
 // One goroutine calls STS, so concurrent needs collapse into one call. It fetches at start,
 // refreshes when less than Config.RefreshWindow (40 min) of lifetime remains, jittered up to
-// 10% earlier, and after failures backs off: 1 s doubling to 1 min for transient ones
+// 10% later (so 36-40 min before expiry: at most three STS calls an hour), and after failures backs off: 1 s doubling to 1 min for transient ones
 // (throttling, 5xx, network), 1 min for those retrying cannot fix (trust policy, bad token),
 // cut short when the token rotates. Meanwhile the cached credentials are served until only
 // Config.MinRemaining (5 min) of their lifetime is left, never closer to expiry.

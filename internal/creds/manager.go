@@ -376,7 +376,10 @@ func (m *Manager) succeeded(c *Credentials, st *loopState) time.Duration {
 	m.lastErr.Store(nil)
 	m.publish(c)
 
-	lead := m.cfg.RefreshWindow + time.Duration(m.jitter()*float64(m.cfg.RefreshWindow/10))
+	// The jitter goes later, never earlier: a refresh at R in (0.9 W, W] keeps the steady rate at
+	// or below Duration/(Duration-W) calls per session (three an hour at the defaults), and the
+	// served credentials still keep at least 0.9 W, above every SDK's refresh floor.
+	lead := m.cfg.RefreshWindow - time.Duration(m.jitter()*float64(m.cfg.RefreshWindow/10))
 	lifetime := c.Expiration.Sub(now)
 	delay := lifetime - lead
 	if delay < minRefreshDelay {

@@ -72,8 +72,9 @@ func TestFirstFetch(t *testing.T) {
 	}
 }
 
-// The refresh starts when the remaining lifetime R falls to RefreshWindow plus a jitter of
-// r * RefreshWindow/10, r in [0, 1) from the injected rand: R in [40 min, 44 min) by default.
+// The refresh starts when the remaining lifetime R falls to RefreshWindow less a jitter of
+// r * RefreshWindow/10, r in [0, 1) from the injected rand: R in (36 min, 40 min] by default,
+// so a 1 h session is refreshed after 20-24 min: at most three STS calls an hour.
 func TestRefreshTimingAndJitter(t *testing.T) {
 	var prev time.Duration
 	for _, r := range []float64{0, 0.25, 0.5, 0.999} {
@@ -92,14 +93,18 @@ func TestRefreshTimingAndJitter(t *testing.T) {
 			refresh := h.sts.callList()[1]
 			remaining := first.Expiration.Sub(refresh.at)
 			window := DefaultRefreshWindow
-			if remaining < window || remaining >= window+window/10 {
-				t.Fatalf("refreshed with %v left, want within [%v, %v)", remaining, window, window+window/10)
+			if remaining > window || remaining <= window-window/10 {
+				t.Fatalf("refreshed with %v left, want within (%v, %v]", remaining, window-window/10, window)
 			}
-			if want := window + time.Duration(r*float64(window/10)); remaining != want {
+			if want := window - time.Duration(r*float64(window/10)); remaining != want {
 				t.Errorf("refreshed with %v left, want %v for jitter %v", remaining, want, r)
 			}
-			if remaining <= prev {
-				t.Errorf("jitter %v refreshed with %v left, not earlier than the smaller jitter's %v", r, remaining, prev)
+			if perHour := float64(time.Hour) / float64(DefaultDuration-remaining); perHour > 3 {
+				t.Errorf("a refresh every %v of a %v session: %.2f STS calls an hour, want at most 3",
+					DefaultDuration-remaining, DefaultDuration, perHour)
+			}
+			if prev != 0 && remaining >= prev {
+				t.Errorf("jitter %v refreshed with %v left, not later than the smaller jitter's %v", r, remaining, prev)
 			}
 			prev = remaining
 			h.obs.NextUpdate(t, guard, "first CredentialsUpdated")

@@ -137,10 +137,10 @@ func testRotationMidRun(t *testing.T, e *env) {
 	want := time.Unix(claims.Expiry, 0)
 	e.events.WaitReload(t, guard, "TokenReloaded for the rotated token", want.Equal)
 
-	// Credentials are issued for an hour and refreshed with 40-44 min left: 21 min on is past
-	// the refresh point, and the old credentials still have 39 min to serve meanwhile.
+	// Credentials are issued for an hour and refreshed with 36-40 min left: 25 min on is past
+	// the refresh point, and the old credentials still have 35 min to serve meanwhile.
 	await.Drain(e.proxy.records)
-	e.clk.Advance(21 * time.Minute)
+	e.clk.Advance(25 * time.Minute)
 	rec := await.Receive(t, guard, e.proxy.records, "the refresh's AssumeRoleWithWebIdentity call")
 	if rec.tokenSHA256 != sha256.Sum256([]byte(tok)) {
 		t.Errorf("the refresh exchanged a token other than the rotated one")

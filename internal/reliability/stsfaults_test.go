@@ -313,8 +313,8 @@ func TestSTSFaults(t *testing.T) {
 				t.Errorf("concurrent client (%d requests): %q", bgRequests, bgFailures)
 			}
 
-			// The refresh starts with 40 min plus the jitter's 2 min left.
-			if want := expiry.Add(-42 * time.Minute); !firstFailure.Equal(want) {
+			// The refresh starts with 40 min less the jitter's 2 min left.
+			if want := expiry.Add(-38 * time.Minute); !firstFailure.Equal(want) {
 				t.Errorf("first refresh at +%v, want +%v", firstFailure.Sub(start), want.Sub(start))
 			}
 			calls := s.obs.Calls()[startCalls:]
