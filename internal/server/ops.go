@@ -14,11 +14,19 @@ import (
 // There is no pprof: the port is reachable from the cluster.
 func NewOps(src Source, gatherer prometheus.Gatherer, opts ...Option) http.Handler {
 	o := buildOptions(opts)
+	return newProbes(func() bool { return fresh(src.Servable(), o.clock.Now()) != nil }, gatherer, o)
+}
+
+// NewProbes is NewOps for a process whose readiness is ready() (the webhook: its certificate
+// loaded and its ServiceAccount cache synced).
+func NewProbes(ready func() bool, gatherer prometheus.Gatherer, opts ...Option) http.Handler {
+	return newProbes(ready, gatherer, buildOptions(opts))
+}
+
+func newProbes(ready func() bool, gatherer prometheus.Gatherer, o *options) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", wrap(EndpointHealthz, probe(func() bool { return true }), o))
-	mux.Handle("/readyz", wrap(EndpointReadyz, probe(func() bool {
-		return fresh(src.Servable(), o.clock.Now()) != nil
-	}), o))
+	mux.Handle("/readyz", wrap(EndpointReadyz, probe(ready), o))
 	mux.Handle("/metrics", wrap(EndpointMetrics, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{o.log},
 		ErrorHandling:       promhttp.ContinueOnError,

@@ -4,15 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"log/slog"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 	"github.com/credsidecar/credsidecar/internal/webhook"
 )
@@ -34,6 +36,25 @@ type cluster struct {
 	stop   func() // stops the webhook's server: the API server can no longer reach it
 	// warnings are the admission warnings the API server passed on to the client.
 	warnings *warningLog
+	// tls is the webhook's certificate volume; reloaded receives after each certificate load.
+	tls      *testbed.SecretVolume
+	reloaded chan struct{}
+	// mutateAddr is the webhook's HTTPS address, metricsURL its probes' base URL.
+	mutateAddr, metricsURL string
+}
+
+// tlsFiles is a kubernetes.io/tls Secret's files for cert.
+func tlsFiles(t *testing.T, cert *testbed.ServingCert) map[string]string {
+	t.Helper()
+	crt, err := os.ReadFile(cert.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(cert.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"tls.crt": string(crt), "tls.key": string(key)}
 }
 
 // warningLog keeps the Warning headers of the API server's answers, instead of client-go's
@@ -73,14 +94,12 @@ func startCluster(t *testing.T, d func(k *testbed.KubeAPI) webhook.Defaults) *cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	accounts := webhook.NewAccounts(client, 0)
-	t.Cleanup(func() { cancel(); accounts.Shutdown() })
-	if err := accounts.Run(ctx); err != nil {
+	dir := t.TempDir()
+	cert, err := testbed.NewServingCert(dir, "webhook")
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	cert, err := testbed.NewServingCert(t.TempDir(), "webhook")
+	vol, err := testbed.NewSecretVolume(filepath.Join(dir, "tls"), tlsFiles(t, cert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,31 +108,37 @@ func startCluster(t *testing.T, d func(k *testbed.KubeAPI) webhook.Defaults) *cl
 	if d != nil {
 		def = d(k)
 	}
-	h := webhook.NewHandler(accounts, testDefaults(def), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	cfg := webhook.DefaultConfig()
+	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.TLSCertFile, cfg.TLSKeyFile = vol.Path("tls.crt"), vol.Path("tls.key")
+	cfg.Defaults = testDefaults(def)
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan [2]net.Addr, 1)
+	reloaded := make(chan struct{}, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- webhook.Run(ctx, cfg, webhook.Options{Client: client, Listening: func(m, p net.Addr) { addrs <- [2]net.Addr{m, p} },
+			CertReloaded: func() { reloaded <- struct{}{} }})
+	}()
 	stopped := false
 	stop := func() {
 		if !stopped {
 			stopped = true
-			_ = srv.Close()
-			<-done
+			cancel()
+			if err := await.Receive(t, 30*time.Second, done, "the webhook's Run returning after cancel"); err != nil {
+				t.Errorf("webhook Run = %v", err)
+			}
 		}
 	}
 	t.Cleanup(stop)
+	bound := await.Receive(t, 30*time.Second, addrs, "the webhook's listeners")
+	await.Receive(t, 30*time.Second, reloaded, "the webhook's first certificate load")
+	ln := bound[0]
 
-	url := "https://" + ln.Addr().String() + webhook.MutatePath
+	url := "https://" + ln.String() + webhook.MutatePath
 	fail, none, ifNeeded := admissionregv1.Fail, admissionregv1.SideEffectClassNone, admissionregv1.IfNeededReinvocationPolicy
 	timeout := int32(5)
-	cfg := &admissionregv1.MutatingWebhookConfiguration{
+	mwc := &admissionregv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "credsidecar"},
 		Webhooks: []admissionregv1.MutatingWebhook{{
 			Name:                    "pods.credsidecar.io",
@@ -127,10 +152,11 @@ func startCluster(t *testing.T, d func(k *testbed.KubeAPI) webhook.Defaults) *cl
 			AdmissionReviewVersions: []string{"v1"},
 		}},
 	}
-	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{kube: k, client: client, stop: stop, warnings: warnings}
+	c := &cluster{kube: k, client: client, stop: stop, warnings: warnings, tls: vol, reloaded: reloaded,
+		mutateAddr: ln.String(), metricsURL: "http://" + bound[1].String()}
 	c.waitRegistered(t)
 	return c
 }
@@ -143,7 +169,8 @@ func (c *cluster) waitRegistered(t *testing.T) {
 	t.Helper()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "registration-probe",
 		Annotations: map[string]string{webhook.AnnotationRoleARN: roleARN}}}
-	if _, err := c.client.CoreV1().ServiceAccounts("default").Create(t.Context(), sa, metav1.CreateOptions{}); err != nil {
+	if _, err := c.client.CoreV1().ServiceAccounts("default").Create(t.Context(), sa, metav1.CreateOptions{}); err != nil &&
+		!apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -290,6 +317,53 @@ func TestWebhookOnAPIServer(t *testing.T) {
 		}
 		if _, err := c.client.CoreV1().Pods("default").Get(t.Context(), "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("dry-run pod stored: %v", err)
+		}
+	})
+	t.Run("a rotated certificate is served without a restart", func(t *testing.T) {
+		next, err := testbed.NewServingCert(t.TempDir(), "rotated")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As cert-manager does: the Secret's files swapped through ..data, and the CA injector
+		// updating the caBundle.
+		if err := c.tls.Write(tlsFiles(t, next)); err != nil {
+			t.Fatal(err)
+		}
+		await.Receive(t, 30*time.Second, c.reloaded, "the webhook's reload of the rotated certificate")
+		conn, err := tls.Dial("tcp", c.mutateAddr, &tls.Config{RootCAs: next.Pool})
+		if err != nil {
+			t.Fatalf("TLS handshake trusting only the rotated CA: %v", err)
+		}
+		conn.Close()
+		mwc, err := c.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "credsidecar", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mwc.Webhooks[0].ClientConfig.CABundle = next.CAPEM
+		if _, err := c.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(t.Context(), mwc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.waitRegistered(t)
+	})
+	t.Run("the webhook's probes", func(t *testing.T) {
+		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+			resp, err := http.Get(c.metricsURL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
+			}
+		}
+		resp, err := http.Get(c.metricsURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), `credsidecar_webhook_admissions_total{result="mutated"}`) {
+			t.Errorf("/metrics lacks the admissions counter:\n%.2000s", body)
 		}
 	})
 	t.Run("webhook down: labelled pods refused, unlabelled admitted", func(t *testing.T) {
