@@ -312,7 +312,7 @@ func TestNewErrors(t *testing.T) {
 		{name: "metrics port taken", modify: func(c *config.Config) { c.MetricsListen = busy.Addr().String() },
 			want: "start sidecar: metrics endpoint: listen on " + busy.Addr().String()},
 		{name: "auth token directory unusable", modify: func(c *config.Config) { c.AuthTokenFile = filepath.Join(notDir, "auth-token") },
-			want: "start sidecar: load auth token: open " + notDir + "/auth-token: not a directory"},
+			want: "start sidecar: load auth token from " + notDir + "/auth-token: "},
 		{name: "instance metadata port taken", modify: func(c *config.Config) { c.IMDSListen = busy.Addr().String() },
 			want: "start sidecar: instance metadata endpoint: listen imds on " + busy.Addr().String()},
 		{name: "credentials file directory missing", modify: func(c *config.Config) {

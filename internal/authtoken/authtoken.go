@@ -9,8 +9,11 @@
 //   - one trailing line break ("\n" or "\r\n") is ignored, with a warning, because Secrets made
 //     with `echo` or `--from-file` often end in one, while the Go SDKs and botocore refuse a
 //     token that contains CR or LF: the warning tells the operator why those clients fail;
-//   - the rest must be 1 to 4096 visible ASCII characters (0x21-0x7E): HTTP trims spaces and
-//     forbids control characters in header values, so any other token could never match;
+//   - the rest must be 32 to 4096 visible ASCII characters (0x21-0x7E): HTTP trims spaces and
+//     forbids control characters in header values, so any other token could never match, and a
+//     shorter one could be guessed;
+//   - the file is read as the projected token is: it must be a regular file (a FIFO would block
+//     the start-up, a symlink to /dev/zero would never end) of at most 4098 bytes;
 //   - an empty file (or a lone line break) counts as absent, and a generated token replaces it.
 //
 // A changed file whose content breaks these rules is ignored with a warning: the sidecar keeps
@@ -41,8 +44,8 @@ import (
 const (
 	// maxLen keeps a token well inside the endpoint's header limit.
 	maxLen = 4096
-	// shortLen is where a token becomes guessable enough to warn about.
-	shortLen = 16
+	// MinLen is the shortest token accepted: shorter ones are guessable.
+	MinLen = 32
 	// generatedBytes of randomness make a generated token: 256 bits.
 	generatedBytes = 32
 	// fileMode lets the pod's fsGroup read the token, and nobody else.
@@ -95,12 +98,12 @@ func Load(path string, opts ...Option) (*Token, error) {
 	if t.poll <= 0 {
 		return nil, fmt.Errorf("load auth token: poll interval %v is not positive", t.poll)
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := readFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		raw = nil
 	case err != nil:
-		return nil, fmt.Errorf("load auth token: %w", err)
+		return nil, fmt.Errorf("load auth token from %s: %w", path, err)
 	}
 	tok, trailing, err := parse(raw)
 	if err != nil {
@@ -165,7 +168,7 @@ func (t *Token) watch(ctx context.Context, pollOnly bool, reloaded func()) {
 
 // reload adopts a changed, valid file content; anything else keeps the current token.
 func (t *Token) reload() {
-	raw, err := os.ReadFile(t.path)
+	raw, err := readFile(t.path)
 	if err != nil {
 		t.warnOnce("auth token file unreadable, keeping the current token", err.Error())
 		return
@@ -204,10 +207,16 @@ func (t *Token) warnFor(tok []byte, trailing bool) {
 			"and botocore refuse tokens containing CR or LF: rewrite the file without it (printf '%s', not echo)",
 			"path", t.path)
 	}
-	if len(tok) < shortLen {
-		t.log.Warn("auth token is short enough to guess; use at least 16 random characters",
-			"path", t.path, "length", len(tok))
+}
+
+// readFile reads the token file through filewatch.Read: a regular file of at most maxLen
+// bytes and a line break.
+func readFile(path string) ([]byte, error) {
+	f, err := filewatch.Read(path, maxLen+2, nil)
+	if err != nil {
+		return nil, err
 	}
+	return f.Data, nil
 }
 
 // parse returns the token in raw, nil for an empty file, and whether a trailing line break was
@@ -223,6 +232,10 @@ func parse(raw []byte) (tok []byte, trailing bool, err error) {
 	}
 	if len(tok) > maxLen {
 		return nil, false, fmt.Errorf("token is %d bytes, more than %d", len(tok), maxLen)
+	}
+	if len(tok) < MinLen {
+		return nil, false, fmt.Errorf("token is %d characters, fewer than %d: a short token can be guessed; "+
+			"use a random one (head -c 32 /dev/urandom | base64 | tr -d '\\n=')", len(tok), MinLen)
 	}
 	for i, b := range tok {
 		if b < 0x21 || b > 0x7e {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +45,8 @@ func TestLoad(t *testing.T) {
 		{name: "existing token is used", content: ptr(goodToken), wantToken: goodToken},
 		{name: "trailing LF is dropped with a warning", content: ptr(goodToken + "\n"), wantToken: goodToken, wantWarn: "refuse tokens containing CR or LF"},
 		{name: "trailing CRLF is dropped with a warning", content: ptr(goodToken + "\r\n"), wantToken: goodToken, wantWarn: "refuse tokens containing CR or LF"},
-		{name: "short token warns", content: ptr("abc"), wantToken: "abc", wantWarn: "short enough to guess"},
+		{name: "short token refused", content: ptr("abc"), wantErr: "token is 3 characters, fewer than 32"},
+		{name: "31 characters refused", content: ptr(goodToken[:31]), wantErr: "token is 31 characters, fewer than 32"},
 		{name: "inner newline refused", content: ptr(goodToken + "\nmore"), wantErr: "byte 33 of the token is not visible ASCII"},
 		{name: "space refused", content: ptr("abc " + goodToken), wantErr: "byte 4 of the token is not visible ASCII"},
 		{name: "two trailing newlines refused", content: ptr(goodToken + "\n\n"), wantErr: "byte 33"},
@@ -378,7 +380,7 @@ func TestWatchFollowsSymlinkSwap(t *testing.T) {
 	}()
 	await.Timers(t, 30*time.Second, fake, 1) // the watcher is set up before the poll timer is armed
 
-	const second = "rotated-secret-value-0123456789"
+	const second = "rotated-secret-value-0123456789abcdef"
 	writeVersion("..2026_01_01_01_00_00.2", second)
 	timeout := time.After(10 * time.Second)
 	for !tok.Matches(second) {
@@ -423,5 +425,37 @@ func BenchmarkMatches(b *testing.B) {
 				tok.Matches(c.got)
 			}
 		})
+	}
+}
+
+// TestLoadRefusesWhatIsNotARegularFile: a symlink to /dev/zero made the sidecar read until it
+// ran out of memory, and a FIFO blocked its start-up past SIGTERM. Both are refused at once,
+// naming the file, as the projected token is.
+func TestLoadRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	zero := filepath.Join(dir, "zero")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("a"), 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		zero: "is not a regular file (Dc---------)",
+		fifo: "is not a regular file (p---------)",
+		dir:  "is a directory",
+		big:  "is larger than 4098 bytes",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := Load(path); done <- err }()
+		err := await.Receive(t, 10*time.Second, done, "Load of "+path+" returning (a FIFO must not block it)")
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v, want an error naming the file and saying %q", path, err, want)
+		}
 	}
 }

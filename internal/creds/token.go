@@ -10,11 +10,12 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/credsidecar/credsidecar/internal/filewatch"
 )
 
 // MaxTokenSize is the longest web identity token STS accepts; longer input is refused before
@@ -263,40 +264,25 @@ func readTokenRetrying(path string, now time.Time, afterResolve func()) (*tokenF
 }
 
 func readTokenOnce(path string, now time.Time, afterResolve func()) (*tokenFile, error) {
-	target, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil, statProblem(path, err)
-	}
-	if afterResolve != nil {
-		afterResolve()
-	}
-	// Checked before opening: opening a FIFO would block the caller until someone writes.
-	fi, err := os.Stat(target)
+	// Room for surrounding whitespace.
+	f, err := filewatch.Read(path, MaxTokenSize+63, afterResolve)
+	var notRegular *filewatch.NotRegularError
+	var tooLarge *filewatch.TooLargeError
 	switch {
-	case err != nil:
-		return nil, statProblem(path, err)
-	case fi.IsDir():
+	case errors.As(err, &notRegular) && notRegular.Type.IsDir():
 		return nil, &TokenError{Path: path, Problem: "is a directory, not a token file " + mountHint}
-	case !fi.Mode().IsRegular():
-		return nil, &TokenError{Path: path, Problem: fmt.Sprintf("is not a regular file (%s) %s", fi.Mode().Type(), mountHint)}
-	}
-	f, err := os.Open(target)
-	if err != nil {
-		return nil, statProblem(path, err)
-	}
-	defer f.Close()
-	// The version actually opened: a rotation may have swapped ..data since the Stat above.
-	if fi, err = f.Stat(); err != nil {
-		return nil, statProblem(path, err)
-	}
-	const limit = MaxTokenSize + 64 // room for surrounding whitespace
-	raw, err := io.ReadAll(io.LimitReader(f, limit))
-	if err != nil {
-		return nil, &TokenError{Path: path, Problem: "cannot read: " + errProblem(err), Err: err}
-	}
-	if len(raw) == limit {
+	case errors.As(err, &notRegular):
+		return nil, &TokenError{Path: path, Problem: fmt.Sprintf("is not a regular file (%s) %s", notRegular.Type, mountHint)}
+	case errors.As(err, &tooLarge):
 		return nil, &TokenError{Path: path, Problem: fmt.Sprintf("file is larger than the %d bytes STS accepts; is it a token?", MaxTokenSize)}
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Op == "read" {
+			return nil, &TokenError{Path: path, Problem: "cannot read: " + errProblem(err), Err: err}
+		}
+		return nil, statProblem(path, err)
 	}
+	raw, target, fi := f.Data, f.Target, f.Info
 	claims, err := DecodeToken(raw)
 	if err != nil {
 		if errors.Is(err, errTokenEmpty) {
