@@ -87,12 +87,13 @@ func (a Addrs) CredentialsURL() string {
 // MetricsURL is the base URL of the ops endpoint, without a trailing slash.
 func (a Addrs) MetricsURL() string { return "http://" + a.Metrics.String() }
 
-// IMDSURL is the value for AWS_EC2_METADATA_SERVICE_ENDPOINT, or "" when IMDS is off.
+// IMDSURL is the value for AWS_EC2_METADATA_SERVICE_ENDPOINT, or "" when IMDS is off. It ends
+// in a slash: old botocore appends the path without adding one ("Invalid endpoint").
 func (a Addrs) IMDSURL() string {
 	if a.IMDS == nil {
 		return ""
 	}
-	return "http://" + a.IMDS.String()
+	return "http://" + a.IMDS.String() + "/"
 }
 
 // App is a built sidecar whose listeners are bound but not yet serving.

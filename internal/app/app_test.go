@@ -346,8 +346,8 @@ func TestRunOnceAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	credsAddr, imdsAddr := a.Addrs().Credentials.String(), a.Addrs().IMDS.String()
-	if got := a.Addrs().IMDSURL(); got != "http://"+imdsAddr {
-		t.Errorf("IMDSURL() = %q, want http://%s", got, imdsAddr)
+	if got := a.Addrs().IMDSURL(); got != "http://"+imdsAddr+"/" {
+		t.Errorf("IMDSURL() = %q, want http://%s/ (the trailing slash old botocore needs)", got, imdsAddr)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func TestIMDSRequestsCounted(t *testing.T) {
 	defer cancel()
 	send := func(method, path string, header http.Header) int {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, a.Addrs().IMDSURL()+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.Addrs().IMDSURL(), "/")+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,9 +65,10 @@ func TestModes(t *testing.T) {
 // AWS_EC2_METADATA_SERVICE_ENDPOINT, use them against STS and S3, and cannot skip IMDSv2.
 func testIMDS(t *testing.T, e *env) {
 	s := e.w.StartSidecar(t, podenv.SidecarOptions{IMDS: true})
+	// Every SDK gets the documented value, with the trailing slash old botocore needs.
 	url := s.Addrs.IMDSURL()
-	if !strings.HasPrefix(url, "http://127.0.0.1:") {
-		t.Fatalf("IMDS URL %q, want a loopback address", url)
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/") {
+		t.Fatalf("IMDS URL %q, want http://127.0.0.1:<port>/", url)
 	}
 	served := s.Served(t)
 
