@@ -40,8 +40,18 @@ type SidecarOptions struct {
 	IMDS bool
 	// CredentialsFile is the shared credentials file to keep current; none when empty.
 	CredentialsFile string
-	// Duration and RefreshWindow replace the defaults when not zero.
-	Duration, RefreshWindow time.Duration
+	// Duration, RefreshWindow, MinRemaining and TokenPollInterval replace the defaults when not
+	// zero.
+	Duration, RefreshWindow, MinRemaining, TokenPollInterval time.Duration
+	// SessionName is --session-name; the sidecar's default when empty.
+	SessionName string
+	// TokenLink, when set, is where StartSidecar makes a symlink to the projector's token file
+	// (in another directory, say) and the path the sidecar is given; the projector's path when
+	// empty.
+	TokenLink string
+	// STS wraps the STS client the sidecar would build, to record or fail its calls (a fault a
+	// real STS cannot produce on demand); nil uses it as it is.
+	STS func(creds.STSAPI) creds.STSAPI
 	// ChainRoleARNs are roles to chain to after the default one.
 	ChainRoleARNs []string
 	// Creds are extra options of the credentials manager (e.g. creds.WithRand).
@@ -99,6 +109,15 @@ func sidecarConfig(w *World, o SidecarOptions, tokenFile, authTokenFile string) 
 	if o.RefreshWindow != 0 {
 		cfg.RefreshWindow = o.RefreshWindow
 	}
+	if o.MinRemaining != 0 {
+		cfg.MinRemaining = o.MinRemaining
+	}
+	if o.TokenPollInterval != 0 {
+		cfg.TokenPollInterval = o.TokenPollInterval
+	}
+	if o.SessionName != "" {
+		cfg.SessionName = o.SessionName
+	}
 	cfg.ChainRoleARNs = o.ChainRoleARNs
 	// Debug: the logs are what tests wait on and search for secrets.
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
@@ -125,7 +144,18 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	if s.AuthTokenFile == "" {
 		s.AuthTokenFile = filepath.Join(t.TempDir(), "auth", "token")
 	}
-	cfg := sidecarConfig(w, o, s.Proj.Path(), s.AuthTokenFile)
+	tokenFile := s.Proj.Path()
+	if o.TokenLink != "" {
+		if err := os.Symlink(tokenFile, o.TokenLink); err != nil {
+			t.Fatalf("link the token: %v", err)
+		}
+		tokenFile = o.TokenLink
+	}
+	cfg := sidecarConfig(w, o, tokenFile, s.AuthTokenFile)
+	var api creds.STSAPI
+	if o.STS != nil {
+		api = o.STS(creds.NewSTSClient(cfg.Region, cfg.STSEndpoint))
+	}
 	// Idle, the sidecar waits on the refresh loop's and the token poll's timers and the auth
 	// token's poll. The credentials file has no timer: it waits on the manager's Updated, and
 	// arms one only to retry a failed write.
@@ -141,6 +171,7 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 		Logger:       app.NewLogger(s.Logs, cfg.LogFormat, cfg.LogLevel),
 		Version:      "podenv",
 		Clock:        s.Clock,
+		STS:          api,
 		CredsOptions: append([]creds.Option{creds.WithObserver(s.Events)}, o.Creds...),
 	}, w.Guard)
 	s.Addrs = s.App.Addrs()
