@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/credfile"
@@ -85,10 +84,6 @@ type Config struct {
 	given map[string]origin
 }
 
-type origin struct {
-	env string // the environment variable that supplied the value; "" for a flag or a default
-	raw string
-}
 
 // setting is one command-line setting: its flag, the environment variables read when the flag
 // is absent (first non-empty wins), and how its text becomes a Config field.
@@ -234,25 +229,49 @@ func Defaults() Config {
 	return c
 }
 
-// rawValue is a flag.Value that keeps the text given, so conversion errors can quote it. A
-// repeatable flag keeps every value given, in order.
-type rawValue struct {
-	s      string
-	vals   []string
-	isBool bool
-	isList bool
+// bind is the Setting that applies s to c.
+func (s setting) bind(c *Config) Setting {
+	out := Setting{Flag: s.flag, Envs: s.envs, Default: s.def, DefaultHelp: s.defHelp, Kind: s.kind,
+		Usage: s.usage, Bool: s.isBool}
+	if s.set != nil {
+		out.Set = func(v string) error { return s.set(c, v) }
+	}
+	if s.setList != nil {
+		out.SetList = func(vs []string) error { return s.setList(c, vs) }
+	}
+	if s.flag == "session-name" {
+		out.DefaultFrom = defaultSessionName
+	}
+	return out
 }
 
-func (v *rawValue) String() string { return v.s }
-func (v *rawValue) Set(s string) error {
-	if v.isList {
-		v.vals = append(v.vals, s)
-		s = strings.Join(v.vals, ",")
-	}
-	v.s = s
-	return nil
+// Serve is the serve settings registered on a Binder: serve, check and credential-process
+// read the same table, with the same defaults.
+type Serve struct {
+	b *Binder
+	c Config
 }
-func (v *rawValue) IsBoolFlag() bool { return v.isBool }
+
+// RegisterServe adds every serve setting to b. After the FlagSet is parsed and b resolved,
+// Config returns the validated configuration.
+func RegisterServe(b *Binder) *Serve {
+	s := &Serve{b: b}
+	for _, st := range settings() {
+		b.Add(st.bind(&s.c))
+	}
+	return s
+}
+
+// Config returns the resolved configuration, validated: an *Error names the flag, the variable
+// and the value of every problem.
+func (s *Serve) Config() (Config, error) {
+	c := s.c
+	c.given = s.b.given
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
 
 // Parse reads the serve command's arguments, falling back to getenv for every flag not given,
 // and validates the result. It returns flag.ErrHelp for -h/--help and ErrVersion for --version;
@@ -261,12 +280,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, not printed
 	fs.Usage = func() {}
-	list := settings()
-	raws := make([]rawValue, len(list))
-	for i, s := range list {
-		raws[i].isBool, raws[i].isList = s.isBool, s.setList != nil
-		fs.Var(&raws[i], s.flag, s.usage)
-	}
+	b := NewBinder(fs)
+	serve := RegisterServe(b)
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -280,48 +295,10 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("parse arguments: unexpected argument %q: serve takes flags only", fs.Arg(0))
 	}
-	setByFlag := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
-
-	c := Config{given: map[string]origin{}}
-	var errs []*FieldError
-	for i, s := range list {
-		o, ok := origin{raw: raws[i].s}, setByFlag[s.flag]
-		vals := raws[i].vals
-		if !ok {
-			for _, env := range s.envs {
-				if v := getenv(env); v != "" {
-					o, ok = origin{env: env, raw: v}, true
-					vals = strings.Split(v, ",")
-					break
-				}
-			}
-		}
-		if !ok {
-			o.raw = s.def
-			if s.flag == "session-name" {
-				o.raw = defaultSessionName(getenv)
-			}
-		}
-		c.given[s.flag] = o
-		if o.raw == "" && !ok {
-			continue
-		}
-		if s.setList != nil {
-			_ = s.setList(&c, vals) // lists are checked by Validate
-			continue
-		}
-		if err := s.set(&c, o.raw); err != nil {
-			errs = append(errs, c.problem(s.flag, "", err.Error()))
-		}
+	if problems := b.Resolve(getenv); len(problems) > 0 {
+		return Config{}, &Error{Problems: problems}
 	}
-	if len(errs) > 0 {
-		return Config{}, &Error{Problems: errs}
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return serve.Config()
 }
 
 // defaultSessionName names the session after the pod when the downward API provides both
@@ -339,21 +316,20 @@ func Usage(w io.Writer, program string) {
 	fmt.Fprintf(w, "Usage: %s [serve] [flags]\n\n", program)
 	fmt.Fprintf(w, "Serves temporary AWS credentials for the pod's service account on a container-credentials endpoint.\n")
 	fmt.Fprintf(w, "Each flag falls back to the environment variable shown; a flag given on the command line wins.\n\n")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeUsage(w, serveSettings(), nil, "  --version\tprint the version and exit")
+}
+
+// UsageOf writes the help lines of the serve settings keep accepts.
+func UsageOf(w io.Writer, keep func(Setting) bool) { writeUsage(w, serveSettings(), keep) }
+
+// serveSettings are the serve settings, bound to a throwaway Config: for their help.
+func serveSettings() []Setting {
+	var c Config
+	var list []Setting
 	for _, s := range settings() {
-		arg := " " + s.kind
-		if s.isBool {
-			arg = ""
-		}
-		def := s.defHelp
-		if def == "" {
-			def = "default " + s.def
-		}
-		envs := "$" + strings.Join(s.envs, ", $")
-		fmt.Fprintf(tw, "  --%s%s\t%s [%s] (%s)\n", s.flag, arg, s.usage, envs, def)
+		list = append(list, s.bind(&c))
 	}
-	fmt.Fprintf(tw, "  --version\tprint the version and exit\n")
-	_ = tw.Flush()
+	return list
 }
 
 // FieldError is one configuration problem.
@@ -391,19 +367,13 @@ func (e *Error) Error() string {
 // problem builds a FieldError for flag, quoting the value as given when Parse saw it and
 // formatted otherwise.
 func (c *Config) problem(flagName, formatted, problem string) *FieldError {
-	e := &FieldError{Flag: flagName, Value: formatted, Problem: problem}
+	var envs []string
 	for _, s := range settings() {
 		if s.flag == flagName {
-			e.Env = strings.Join(s.envs, " or ")
+			envs = s.envs
 		}
 	}
-	if o, ok := c.given[flagName]; ok {
-		e.Value = o.raw
-		if o.env != "" {
-			e.Env = o.env
-		}
-	}
-	return e
+	return problemFor(c.given, envs, flagName, formatted, problem)
 }
 
 // Limits on STS sessions and on what the SDKs do with them (see PROTOCOL.md).

@@ -26,112 +26,6 @@ func envFunc(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
 }
 
-func TestSplitArgs(t *testing.T) {
-	tests := []struct {
-		name      string
-		args      []string
-		own, rest []string
-	}{
-		{name: "none", args: nil},
-		{
-			name: "mixed, values after flags",
-			args: []string{"--role-arn", "arn:x", "--probe-s3", "b1", "--output=json", "--s3-path-style", "--region", "eu-west-1"},
-			own:  []string{"--probe-s3", "b1", "--output=json", "--s3-path-style"},
-			rest: []string{"--role-arn", "arn:x", "--region", "eu-west-1"},
-		},
-		{
-			name: "a serve value that looks like a check flag stays with its flag",
-			args: []string{"--session-name", "--output", "--timeout", "5s"},
-			own:  []string{"--timeout", "5s"},
-			rest: []string{"--session-name", "--output"},
-		},
-		{
-			name: "serve bool flag does not take the next argument",
-			args: []string{"--allow-non-loopback", "--probe-s3", "b1"},
-			own:  []string{"--probe-s3", "b1"},
-			rest: []string{"--allow-non-loopback"},
-		},
-		{
-			name: "single dash and double dash terminator",
-			args: []string{"-probe-s3", "b1", "--", "--output", "json"},
-			own:  []string{"-probe-s3", "b1"},
-			rest: []string{"--", "--output", "json"},
-		},
-		{
-			name: "check flag without its value at the end",
-			args: []string{"--probe-s3"},
-			own:  []string{"--probe-s3"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			own, rest := splitArgs(tt.args)
-			if !reflect.DeepEqual(own, tt.own) || !reflect.DeepEqual(rest, tt.rest) {
-				t.Errorf("splitArgs(%q) = %q, %q; want %q, %q", tt.args, own, rest, tt.own, tt.rest)
-			}
-		})
-	}
-}
-
-// FuzzSplitArgs: every argument ends up on exactly one side, in order.
-func FuzzSplitArgs(f *testing.F) {
-	f.Add("--role-arn\x00arn\x00--probe-s3\x00b\x00--output=json")
-	f.Add("--\x00--probe-s3")
-	f.Add("-\x00--=\x00---timeout\x001s")
-	f.Fuzz(func(t *testing.T, joined string) {
-		args := strings.Split(joined, "\x00")
-		own, rest := splitArgs(args)
-		if !interleaves(args, own, rest) {
-			t.Fatalf("split %q into %q and %q: an argument was lost, added or reordered", args, own, rest)
-		}
-	})
-}
-
-// interleaves reports whether args is own and rest merged, each keeping its order. It looks at
-// every way to merge them, since a repeated argument can belong to either side.
-func interleaves(args, own, rest []string) bool {
-	if len(own)+len(rest) != len(args) {
-		return false
-	}
-	// ok[i][j]: args[:i+j] is own[:i] merged with rest[:j].
-	ok := make([][]bool, len(own)+1)
-	for i := range ok {
-		ok[i] = make([]bool, len(rest)+1)
-	}
-	ok[0][0] = true
-	for i := 0; i <= len(own); i++ {
-		for j := 0; j <= len(rest); j++ {
-			if i > 0 && ok[i-1][j] && own[i-1] == args[i+j-1] {
-				ok[i][j] = true
-			}
-			if j > 0 && ok[i][j-1] && rest[j-1] == args[i+j-1] {
-				ok[i][j] = true
-			}
-		}
-	}
-	return ok[len(own)][len(rest)]
-}
-
-func TestInterleaves(t *testing.T) {
-	tests := []struct {
-		name            string
-		args, own, rest []string
-		want            bool
-	}{
-		{name: "repeated argument on either side", args: []string{"-0", "--p", "0", "--p"}, own: []string{"--p"}, rest: []string{"-0", "--p", "0"}, want: true},
-		{name: "reordered", args: []string{"a", "b"}, own: []string{"b", "a"}, want: false},
-		{name: "lost", args: []string{"a", "b"}, own: []string{"a"}, want: false},
-		{name: "added", args: []string{"a"}, own: []string{"a"}, rest: []string{"a"}, want: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := interleaves(tt.args, tt.own, tt.rest); got != tt.want {
-				t.Fatalf("interleaves = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestParseArgs(t *testing.T) {
 	base := map[string]string{
 		"AWS_ROLE_ARN":                testRole,
@@ -177,6 +71,14 @@ func TestParseArgs(t *testing.T) {
 				Region: "eu-west-1", STSEndpoint: "http://127.0.0.1:8333", Duration: time.Hour, ProbeBucket: "bucket-1",
 				S3Endpoint: "http://127.0.0.1:8333", S3PathStyle: true, Timeout: 10 * time.Second},
 			wantOutput: "text",
+		},
+		{
+			name: "serve and check flags mixed in one command line, a value that looks like a flag kept",
+			args: []string{"--output=json", "--session-name", "--probe-s3", "--allow-non-loopback", "-probe-s3", "b-2"},
+			env:  base,
+			want: Options{RoleARN: testRole, TokenFile: base["AWS_WEB_IDENTITY_TOKEN_FILE"], TokenFileSource: "AWS_WEB_IDENTITY_TOKEN_FILE",
+				Region: "eu-west-1", SessionName: "--probe-s3", Duration: time.Hour, Timeout: 10 * time.Second, ProbeBucket: "b-2"},
+			wantOutput: "json",
 		},
 		{
 			name: "AWS_ENDPOINT_URL_S3 beats AWS_ENDPOINT_URL; session name from the pod's names",
