@@ -112,6 +112,9 @@ func (b *Binder) Resolve(getenv func(string) string) []*FieldError {
 // ByFlag reports whether the flag name was given on the command line (not by a variable).
 func (b *Binder) ByFlag(name string) bool { return b.given[name].byFlag }
 
+// Env is the variable that gave the flag name its value, or "" (given as a flag, or defaulted).
+func (b *Binder) Env(name string) string { return b.given[name].env }
+
 // Problem builds the error for a setting, quoting its value as given when Resolve saw it and
 // formatted otherwise, and naming the variable that gave it (or every variable it reads).
 func (b *Binder) Problem(flagName, formatted, problem string) *FieldError {

@@ -218,6 +218,17 @@ func parseDuration(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// Default is the serve setting flagName's default value, "" when it has none: other commands
+// that talk to a running sidecar (credential-process) derive theirs from it.
+func Default(flagName string) string {
+	for _, s := range settings() {
+		if s.flag == flagName {
+			return s.def
+		}
+	}
+	return ""
+}
+
 // Defaults returns the configuration with every default applied and the required fields empty.
 func Defaults() Config {
 	var c Config

@@ -8,9 +8,9 @@
 //
 // It reads the endpoint and its Authorization token the way SDKs do (the flags win):
 //
-//	endpoint   --endpoint, else $AWS_CONTAINER_CREDENTIALS_FULL_URI, else DefaultEndpoint
+//	endpoint   --endpoint, else $AWS_CONTAINER_CREDENTIALS_FULL_URI, else serve's default --listen
 //	token      --auth-token-file, else $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
-//	           else $AWS_CONTAINER_AUTHORIZATION_TOKEN, else DefaultAuthTokenFile
+//	           else $AWS_CONTAINER_AUTHORIZATION_TOKEN, else serve's default --auth-token-file
 //
 // and prints one JSON object on standard output:
 //
@@ -37,13 +37,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/server"
 )
 
 const (
-	// DefaultEndpoint is where `sidecar serve` listens unless told otherwise.
-	DefaultEndpoint = "http://127.0.0.1:9910/v1/credentials"
-	// DefaultAuthTokenFile is where `sidecar serve` keeps the Authorization token unless told otherwise.
-	DefaultAuthTokenFile = "/var/run/credsidecar/auth-token"
 	// DefaultTimeout bounds the whole fetch: botocore waits for a credential process without
 	// a deadline (the Go SDK gives it a minute), so a hung endpoint would hang the caller.
 	DefaultTimeout = 5 * time.Second
@@ -78,15 +77,49 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, `usage: sidecar credential-process [flags]
+	fmt.Fprintf(w, "usage: sidecar credential-process [flags]\n\n")
+	fmt.Fprintf(w, "Prints the sidecar's credentials for a credential_process line in an AWS config file.\n\n")
+	b := config.NewBinder(flag.NewFlagSet("credential-process", flag.ContinueOnError))
+	b.Add(settings(&values{})...)
+	b.WriteUsage(w, nil)
+}
 
-Prints the sidecar's credentials for a credential_process line in an AWS config file.
+// defaultEndpoint is the URL of `sidecar serve` at its default --listen.
+func defaultEndpoint() string { return "http://" + config.Default("listen") + server.CredentialsPath }
 
-  --endpoint URL          credentials endpoint (default $AWS_CONTAINER_CREDENTIALS_FULL_URI, else %s)
-  --auth-token-file PATH  Authorization token file (default $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
-                          else $AWS_CONTAINER_AUTHORIZATION_TOKEN, else %s)
-  --timeout DURATION      give up after this long (default %s)
-`, DefaultEndpoint, DefaultAuthTokenFile, DefaultTimeout)
+// values are the settings once resolved.
+type values struct {
+	endpoint, tokenFile string
+	timeout             time.Duration
+}
+
+// settings are credential-process's flags, read the SDKs' way; the defaults are serve's.
+func settings(v *values) []config.Setting {
+	return []config.Setting{
+		{Flag: "endpoint", Envs: []string{"AWS_CONTAINER_CREDENTIALS_FULL_URI"}, Kind: "url", Default: defaultEndpoint(),
+			Usage: "the sidecar's credentials endpoint", Set: func(s string) error { v.endpoint = s; return nil }},
+		{Flag: "auth-token-file", Envs: []string{"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}, Kind: "path",
+			DefaultHelp: "$AWS_CONTAINER_AUTHORIZATION_TOKEN's value, else " + config.Default("auth-token-file"),
+			Usage:       "the endpoint's Authorization token file",
+			// The file variable wins over the plain one, as in the SDKs; the plain one over the default.
+			DefaultFrom: func(getenv func(string) string) string {
+				if getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN") != "" {
+					return ""
+				}
+				return config.Default("auth-token-file")
+			},
+			Set: func(s string) error { v.tokenFile = s; return nil }},
+		{Flag: "timeout", Envs: []string{"CREDSIDECAR_CREDENTIAL_PROCESS_TIMEOUT"}, Kind: "duration",
+			Default: DefaultTimeout.String(), Usage: "give up after this long",
+			Set: func(s string) error {
+				d, err := time.ParseDuration(s)
+				if err != nil || d <= 0 {
+					return errors.New("must be a positive duration such as 5s")
+				}
+				v.timeout = d
+				return nil
+			}},
+	}
 }
 
 // options is the parsed command line. The token is in token, or in tokenFile (read by fetch,
@@ -103,9 +136,9 @@ type options struct {
 func parse(args []string, getenv func(string) string) (options, error) {
 	fs := flag.NewFlagSet("credential-process", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	endpoint := fs.String("endpoint", "", "")
-	tokenFile := fs.String("auth-token-file", "", "")
-	timeout := fs.Duration("timeout", DefaultTimeout, "")
+	b := config.NewBinder(fs)
+	var v values
+	b.Add(settings(&v)...)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return options{}, err
@@ -115,40 +148,37 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("parse arguments: unexpected argument %q", fs.Arg(0))
 	}
-	if *timeout <= 0 {
-		return options{}, fmt.Errorf("parse arguments: --timeout %v is not positive", *timeout)
+	if problems := b.Resolve(getenv); len(problems) > 0 {
+		return options{}, &config.Error{Problems: problems}
 	}
-	o := options{timeout: *timeout}
-
-	raw, from := firstOf(*endpoint, "--endpoint", getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI", DefaultEndpoint, "the default endpoint")
-	u, err := checkEndpoint(raw)
+	o := options{timeout: v.timeout}
+	from := func(name, value string) string {
+		switch {
+		case b.ByFlag(name):
+			return "--" + name + " " + value
+		case b.Env(name) != "":
+			return b.Env(name) + "=" + value
+		}
+		return "the default " + value
+	}
+	u, err := checkEndpoint(v.endpoint)
 	if err != nil {
-		return options{}, fmt.Errorf("%s: %w", from, err)
+		where := "the default endpoint"
+		switch {
+		case b.ByFlag("endpoint"):
+			where = "--endpoint"
+		case b.Env("endpoint") != "":
+			where = b.Env("endpoint")
+		}
+		return options{}, fmt.Errorf("%s: %w", where, err)
 	}
 	o.endpoint = u
-
-	// The file variable wins over the plain one, as in the SDKs.
-	switch envFile := getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); {
-	case *tokenFile != "":
-		o.tokenFile, o.tokenFrom = *tokenFile, "--auth-token-file "+*tokenFile
-	case envFile != "":
-		o.tokenFile, o.tokenFrom = envFile, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="+envFile
-	case getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN") != "":
+	if v.tokenFile != "" {
+		o.tokenFile, o.tokenFrom = v.tokenFile, from("auth-token-file", v.tokenFile)
+	} else {
 		o.token, o.tokenFrom = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN"), "AWS_CONTAINER_AUTHORIZATION_TOKEN"
-	default:
-		o.tokenFile, o.tokenFrom = DefaultAuthTokenFile, "the default token file "+DefaultAuthTokenFile
 	}
 	return o, nil
-}
-
-func firstOf(pairs ...string) (value, from string) {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if pairs[i] != "" {
-			return pairs[i], pairs[i+1]
-		}
-	}
-	return "", ""
 }
 
 // checkEndpoint accepts what SDKs accept for a full URI: https anywhere, plain http only to a
