@@ -14,14 +14,15 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 	"github.com/credsidecar/credsidecar/internal/credfile"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/imds"
+	"github.com/credsidecar/credsidecar/internal/server"
 )
 
 // ErrVersion is returned by Parse when --version was given: the caller prints the version.
@@ -83,7 +84,6 @@ type Config struct {
 	// so that errors quote what the user wrote ("15m", not "15m0s").
 	given map[string]origin
 }
-
 
 // setting is one command-line setting: its flag, the environment variables read when the flag
 // is absent (first non-empty wins), and how its text becomes a Config field.
@@ -389,8 +389,6 @@ func (c *Config) problem(flagName, formatted, problem string) *FieldError {
 
 // Limits on STS sessions and on what the SDKs do with them (see PROTOCOL.md).
 const (
-	minDuration = time.Hour
-	maxDuration = 12 * time.Hour
 	// sdkRefetch is where botocore and the Java v1 SDK start re-fetching on every call.
 	sdkRefetch = 15 * time.Minute
 	// imdsMinWindow keeps instance-metadata credentials beyond botocore's expiry rewrite (PROTOCOL.md §2).
@@ -400,13 +398,6 @@ const (
 	maxPollInterval   = 5 * time.Minute
 	jitterDenominator = 10 // refreshes are jittered up to 1/10 of the window earlier
 )
-
-// roleARN matches IAM role ARNs in the aws, aws-cn and aws-us-gov partitions, with or without a
-// path. The character classes are IAM's own.
-var roleARN = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\x21-\x7e]*/)?[\w+=,.@-]{1,64}$`)
-
-// region matches AWS region names and the look-alikes test servers use.
-var region = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
 // Validate checks every setting and every combination, and returns an *Error listing all the
 // problems found, or nil.
@@ -418,9 +409,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.RoleARN == "":
 		add("role-arn", "", "required: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>")
-	case len(c.RoleARN) > 2048 || !roleARN.MatchString(c.RoleARN):
-		add("role-arn", c.RoleARN, "not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> "+
-			"(partition aws, aws-cn or aws-us-gov)")
+	case awsarn.CheckRole(c.RoleARN) != nil:
+		add("role-arn", c.RoleARN, awsarn.CheckRole(c.RoleARN).Error())
 	}
 	if c.TokenFile == "" {
 		add("token-file", "", "required: the path of the projected service-account token, as mounted in the pod")
@@ -432,7 +422,7 @@ func (c Config) Validate() error {
 		add("region", "", "required with --chain-role-arn: AssumeRole calls are signed for a region")
 	case c.Region == "" && c.IMDSListen != "":
 		add("region", "", "required with --imds-listen: instance metadata reports the region, and SDKs use it")
-	case c.Region != "" && (len(c.Region) > 64 || !region.MatchString(c.Region)):
+	case c.Region != "" && !creds.ValidRegion(c.Region):
 		add("region", c.Region, "not a region name such as eu-west-1")
 	}
 	if c.STSEndpoint != "" {
@@ -461,9 +451,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// policyARN matches IAM managed policy ARNs, AWS-managed ("aws" for the account) or not.
-var policyARN = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:iam::([0-9]{12}|aws):policy/([\x21-\x7e]*/)?[\w+=,.@-]{1,128}$`)
-
 // validateChain checks role chaining and the session policies.
 func (c Config) validateChain(add func(flagName, formatted, problem string)) {
 	joined := func(vs []string) string { return strings.Join(vs, ",") }
@@ -472,9 +459,8 @@ func (c Config) validateChain(add func(flagName, formatted, problem string)) {
 			n, creds.MaxChainHops))
 	}
 	for i, arn := range c.ChainRoleARNs {
-		if len(arn) > 2048 || !roleARN.MatchString(arn) {
-			add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("hop %d %q is not an IAM role ARN: want "+
-				"arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)", i+2, arn))
+		if err := awsarn.CheckRole(arn); err != nil {
+			add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("hop %d %q is %v", i+2, arn, err))
 		}
 	}
 	switch ids := c.ChainExternalIDs; {
@@ -496,24 +482,23 @@ func (c Config) validateChain(add func(flagName, formatted, problem string)) {
 			n, creds.MaxSessionPolicyARNs))
 	}
 	for _, arn := range c.SessionPolicyARNs {
-		if len(arn) > 2048 || !policyARN.MatchString(arn) {
-			add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%q is not an IAM policy ARN: want "+
-				"arn:aws:iam::<12-digit account id or aws>:policy/<name>", arn))
+		if err := awsarn.CheckPolicy(arn); err != nil {
+			add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%q is %v", arn, err))
 		}
 	}
 }
 
 func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
 	switch {
-	case c.Duration < minDuration:
+	case c.Duration < creds.MinDuration:
 		add("duration", c.Duration.String(), "must be at least 1h: SDKs refresh container credentials 5-15 min "+
 			"before expiry, shorter sessions make them call the endpoint on every request")
-	case c.Duration > maxDuration:
+	case c.Duration > creds.MaxDuration:
 		add("duration", c.Duration.String(), "must be at most 12h: STS refuses longer sessions")
 	case c.Duration%time.Second != 0:
 		add("duration", c.Duration.String(), "must be whole seconds: STS takes DurationSeconds")
 	}
-	durationOK := c.Duration >= minDuration && c.Duration <= maxDuration
+	durationOK := c.Duration >= creds.MinDuration && c.Duration <= creds.MaxDuration
 	windowOK := true
 	// The served credentials' lifetime: a chained role's session lasts at most an hour.
 	lifetime, lifetimeFrom := c.Duration, fmt.Sprintf("--duration %v", c.Duration)
@@ -624,12 +609,9 @@ func sameListener(host, port, addr string) bool {
 
 // checkAddress splits host:port and checks the port; the host is the caller's concern.
 func checkAddress(addr string) (host, port, problem string) {
-	host, port, err := net.SplitHostPort(addr)
+	host, port, err := server.SplitAddr(addr)
 	if err != nil {
-		return "", "", "must be host:port, such as 127.0.0.1:9910"
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
-		return "", "", "port must be a number from 0 to 65535"
+		return "", "", err.Error()
 	}
 	return host, port, ""
 }

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 )
 
 // Role chaining: after the web-identity call, each role given to WithChain is assumed with
@@ -102,8 +103,8 @@ func (m *Manager) checkExtensions() error {
 		errs = append(errs, fmt.Errorf("chain: %d roles, want at most %d: each is one more STS call per refresh", len(x.chain), MaxChainHops))
 	}
 	for i, h := range x.chain {
-		if !strings.HasPrefix(h.RoleARN, "arn:") || len(h.RoleARN) < 20 || len(h.RoleARN) > 2048 {
-			errs = append(errs, fmt.Errorf("chain[%d] role %q: want an IAM role ARN like arn:aws:iam::123456789012:role/name", i, h.RoleARN))
+		if err := awsarn.CheckRole(h.RoleARN); err != nil {
+			errs = append(errs, fmt.Errorf("chain[%d] role %q: %w", i, h.RoleARN, err))
 		}
 		if h.ExternalID != "" && !validExternalID(h.ExternalID) {
 			errs = append(errs, fmt.Errorf("chain[%d] external id: want 2-1224 characters of [A-Za-z0-9_+=,.@:/-]", i))
@@ -123,8 +124,8 @@ func (m *Manager) checkExtensions() error {
 		errs = append(errs, fmt.Errorf("session policy ARNs: %d, want at most %d", len(x.policyARNs), MaxSessionPolicyARNs))
 	}
 	for i, a := range x.policyARNs {
-		if !strings.HasPrefix(a, "arn:") || len(a) < 20 || len(a) > 2048 {
-			errs = append(errs, fmt.Errorf("session policy ARN %d %q: want a policy ARN like arn:aws:iam::aws:policy/ReadOnlyAccess", i, a))
+		if err := awsarn.CheckPolicy(a); err != nil {
+			errs = append(errs, fmt.Errorf("session policy ARN %d %q: %w", i, a, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

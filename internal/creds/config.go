@@ -3,8 +3,10 @@ package creds
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"regexp"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 )
 
 // Defaults for the zero values of Config, chosen from the SDKs' refresh windows (PROTOCOL.md §2).
@@ -22,11 +24,21 @@ const (
 	DefaultCallTimeout = 10 * time.Second
 )
 
-// STS limits on the requested session duration.
+// Limits on the requested session duration: the SDKs' refresh windows need an hour
+// (PROTOCOL.md §2; shorter sessions make them call the endpoint on every request), and STS
+// refuses more than twelve.
 const (
-	minDuration = 15 * time.Minute
-	maxDuration = 12 * time.Hour
+	MinDuration = time.Hour
+	MaxDuration = 12 * time.Hour
 )
+
+// region is the rule for a region name: lowercase letters and digits in dash-separated parts,
+// at least two (eu-west-1, us-gov-west-1, or a test server's look-alike such as local-1).
+var region = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)+$`)
+
+// ValidRegion reports whether r is shaped like a region name: the one rule for the sidecar's
+// STS region and the uploader's S3 region.
+func ValidRegion(r string) bool { return len(r) <= 64 && region.MatchString(r) }
 
 // Config says which role to assume with which token and how far ahead to refresh.
 // Zero durations take the Default* values.
@@ -63,8 +75,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.CallTimeout, DefaultCallTimeout)
 
 	var errs []error
-	if !strings.HasPrefix(c.RoleARN, "arn:") || len(c.RoleARN) < 20 || len(c.RoleARN) > 2048 {
-		errs = append(errs, fmt.Errorf("RoleARN %q: want an IAM role ARN like arn:aws:iam::123456789012:role/name", c.RoleARN))
+	if err := awsarn.CheckRole(c.RoleARN); err != nil {
+		errs = append(errs, fmt.Errorf("RoleARN %q: %w", c.RoleARN, err))
 	}
 	if c.TokenFile == "" {
 		errs = append(errs, errors.New("TokenFile is empty: want the path of the projected service-account token"))
@@ -72,8 +84,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SessionName != "" && !validSessionName(c.SessionName) {
 		errs = append(errs, fmt.Errorf("SessionName %q: want 2-64 characters of [A-Za-z0-9_+=,.@-]", c.SessionName))
 	}
-	if c.Duration < minDuration || c.Duration > maxDuration || c.Duration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("duration %s: want whole seconds between %s and %s", c.Duration, minDuration, maxDuration))
+	if c.Duration < MinDuration || c.Duration > MaxDuration || c.Duration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("duration %s: want whole seconds between %s and %s", c.Duration, MinDuration, MaxDuration))
 	}
 	if c.MinRemaining < 0 {
 		errs = append(errs, fmt.Errorf("MinRemaining %s: want a positive duration", c.MinRemaining))

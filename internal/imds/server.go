@@ -17,6 +17,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/server"
 )
 
 // Source is where the served credentials come from; *creds.Manager is one.
@@ -124,16 +125,13 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // endpoint may listen: anything that can reach it gets the pod's credentials. Host names are
 // refused because what they resolve to can change.
 func CheckLoopback(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	host, _, err := server.SplitAddr(addr)
 	if err != nil {
 		return fmt.Errorf("check imds address %q: %w", addr, err)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.Unmap().IsLoopback() {
 		return fmt.Errorf("check imds address %q: host must be a loopback IP such as 127.0.0.1 or ::1", addr)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("check imds address %q: port must be a number from 0 to 65535", addr)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
@@ -84,6 +85,19 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// SplitAddr splits a listen address, host:port, and checks the port: the one rule for the
+// address of every listener (credentials, metrics, IMDS). The host is the caller's concern.
+func SplitAddr(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", errors.New("must be host:port, such as 127.0.0.1:9910")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return "", "", errors.New("port must be a number from 0 to 65535")
+	}
+	return host, port, nil
 }
 
 // Serve serves srv on ln until ctx is done, then stops accepting connections and lets requests

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	// Embedded zone data: the distroless image has no /usr/share/zoneinfo, and the default key
 	// is stamped in Asia/Seoul.
 	_ "time/tzdata"
+
+	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
 // Defaults; they show in --help.
@@ -59,59 +63,81 @@ func (e *ConfigError) Error() string { return "configuration: " + e.Err.Error() 
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// envFallbacks lists, per flag, the environment variables consulted (in order) when the
-// flag is not given. It is a function so the table cannot be changed at run time.
-func envFallbacks() map[string][]string {
-	return map[string][]string{
-		"bucket":            {"S3_BUCKET_NAME"},
-		"region":            {"AWS_REGION"},
-		"key":               {"S3_OBJECT_KEY"},
-		"timezone":          {"UPLOAD_TIMEZONE"},
-		"file":              {"UPLOAD_FILE"},
-		"endpoint-url":      {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
-		"sts-endpoint-url":  {"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"},
-		"path-style":        {"S3_USE_PATH_STYLE"},
-		"part-size":         {"UPLOAD_PART_SIZE"},
-		"concurrency":       {"UPLOAD_CONCURRENCY"},
-		"progress-interval": {"UPLOAD_PROGRESS_INTERVAL"},
-		"log-format":        {"LOG_FORMAT"},
+// settings are the uploader's flags with their variable fallbacks, bound to c: the sidecar's
+// one flag/variable mechanism (config.Binder), so the help and the errors read alike.
+func settings(c *Config) []config.Setting {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	return []config.Setting{
+		{Flag: "bucket", Envs: []string{"S3_BUCKET_NAME"}, Kind: "name", DefaultHelp: "required",
+			Usage: "S3 bucket to upload to", Set: str(&c.Bucket)},
+		{Flag: "region", Envs: []string{"AWS_REGION"}, Kind: "region", Default: DefaultRegion,
+			Usage: "AWS region of the bucket and of STS", Set: str(&c.Region)},
+		{Flag: "key", Envs: []string{"S3_OBJECT_KEY"}, Kind: "key",
+			DefaultHelp: "uploads/aks-oidc-test-<YYYYmmdd_HHMMSS>.txt in --timezone, or uploads/<file name> with --file",
+			Usage:       "object key", Set: str(&c.Key)},
+		{Flag: "timezone", Envs: []string{"UPLOAD_TIMEZONE"}, Kind: "zone", Default: DefaultTimezone,
+			Usage: "IANA time zone of the timestamp in the default key and the test file", Set: str(&c.Timezone)},
+		{Flag: "file", Envs: []string{"UPLOAD_FILE"}, Kind: "path", DefaultHelp: "a generated test file",
+			Usage: "upload this file (streamed, multipart when larger than --part-size)", Set: str(&c.File)},
+		{Flag: "endpoint-url", Envs: []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}, Kind: "url", DefaultHelp: "AWS",
+			Usage: "S3 endpoint URL for S3-compatible stores", Set: str(&c.Endpoint)},
+		{Flag: "sts-endpoint-url", Envs: []string{"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"}, Kind: "url",
+			DefaultHelp: "the regional AWS endpoint", Usage: "STS endpoint URL", Set: str(&c.STSEndpoint)},
+		{Flag: "path-style", Envs: []string{"S3_USE_PATH_STYLE"}, Default: "false", Bool: true,
+			Usage: "address the bucket in the URL path instead of the host name",
+			Set: func(v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("must be true or false")
+				}
+				c.PathStyle = b
+				return nil
+			}},
+		{Flag: "part-size", Envs: []string{"UPLOAD_PART_SIZE"}, Kind: "size", Default: FormatSize(DefaultPartSize),
+			Usage: "multipart part size, at least 5MiB; memory use is about (concurrency+2) x part size",
+			Set:   sizeValue{&c.PartSize}.Set},
+		{Flag: "concurrency", Envs: []string{"UPLOAD_CONCURRENCY"}, Kind: "n", Default: strconv.Itoa(DefaultConcurrency),
+			Usage: "parts uploaded in parallel",
+			Set: func(v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return errors.New("must be a whole number")
+				}
+				c.Concurrency = n
+				return nil
+			}},
+		{Flag: "progress-interval", Envs: []string{"UPLOAD_PROGRESS_INTERVAL"}, Kind: "duration",
+			Default: DefaultProgressInterval.String(), Usage: "how often a progress line is logged during the upload",
+			Set: func(v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					return errors.New("must be a duration such as 5s")
+				}
+				c.ProgressInterval = d
+				return nil
+			}},
+		{Flag: "log-format", Envs: []string{"LOG_FORMAT"}, Kind: "json|text", Default: "json",
+			Usage: "log format", Set: str(&c.LogFormat)},
 	}
-}
-
-// newFlagSet binds every flag to c; usage strings name the environment fallbacks.
-func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("uploader", flag.ContinueOnError)
-	fs.SetOutput(out)
-	env := envFallbacks()
-	help := func(name, text string) string {
-		if vars := env[name]; len(vars) > 0 {
-			return text + " (env " + strings.Join(vars, ", then ") + ")"
-		}
-		return text
-	}
-	fs.StringVar(&c.Bucket, "bucket", "", help("bucket", "S3 bucket to upload to; required"))
-	fs.StringVar(&c.Region, "region", DefaultRegion, help("region", "AWS region of the bucket and of STS"))
-	fs.StringVar(&c.Key, "key", "", help("key", "object key; default uploads/aks-oidc-test-<YYYYmmdd_HHMMSS>.txt in --timezone, or uploads/<file name> with --file"))
-	fs.StringVar(&c.Timezone, "timezone", DefaultTimezone, help("timezone", "IANA time zone of the timestamp in the default key and the test file"))
-	fs.StringVar(&c.File, "file", "", help("file", "upload this file (streamed, multipart when larger than --part-size) instead of a generated test file"))
-	fs.StringVar(&c.Endpoint, "endpoint-url", "", help("endpoint-url", "S3 endpoint URL for S3-compatible stores; empty uses AWS"))
-	fs.StringVar(&c.STSEndpoint, "sts-endpoint-url", "", help("sts-endpoint-url", "STS endpoint URL; empty uses the regional AWS endpoint"))
-	fs.BoolVar(&c.PathStyle, "path-style", false, help("path-style", "address the bucket in the URL path instead of the host name"))
-	c.PartSize = DefaultPartSize
-	fs.Var(sizeValue{&c.PartSize}, "part-size", help("part-size", "multipart part size, at least 5MiB; memory use is about (concurrency+2) x part size"))
-	fs.IntVar(&c.Concurrency, "concurrency", DefaultConcurrency, help("concurrency", "parts uploaded in parallel"))
-	fs.DurationVar(&c.ProgressInterval, "progress-interval", DefaultProgressInterval, help("progress-interval", "how often a progress line is logged during the upload"))
-	fs.StringVar(&c.LogFormat, "log-format", "json", help("log-format", "log format: json or text"))
-	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	return fs
 }
 
 // Parse reads flags from args, falling back to the environment through getenv for every flag
 // not given (a flag always wins), then validates and fills defaults that depend on the clock.
-// It returns flag.ErrHelp for -h/--help; other errors are *ConfigError.
+// It returns flag.ErrHelp for -h/--help, after writing the help to usage; other errors are
+// *ConfigError.
 func Parse(args []string, getenv func(string) string, now time.Time, usage io.Writer) (Config, error) {
 	var c Config
-	fs := newFlagSet(&c, usage)
+	fs := flag.NewFlagSet("uploader", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	b := config.NewBinder(fs)
+	b.Add(settings(&c)...)
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: uploader [flags]\n\nUploads a file (or a generated test file) to S3 with the credentials of the SDK's default chain.\n"+
+			"Each flag falls back to the environment variables shown; a flag given on the command line wins.\n\n")
+		b.WriteUsage(usage, nil)
+		fmt.Fprintf(usage, "  --version  print the version and exit\n")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -124,22 +150,12 @@ func Parse(args []string, getenv func(string) string, now time.Time, usage io.Wr
 	if c.ShowVersion {
 		return c, nil
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for name, vars := range envFallbacks() {
-		if given[name] {
-			continue
+	if problems := b.Resolve(getenv); len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i, p := range problems {
+			errs[i] = p
 		}
-		for _, v := range vars {
-			val := getenv(v)
-			if val == "" {
-				continue
-			}
-			if err := fs.Set(name, val); err != nil {
-				return c, &ConfigError{Err: fmt.Errorf("invalid value %q for %s (--%s): %w", val, v, name, err)}
-			}
-			break
-		}
+		return c, &ConfigError{Err: errors.Join(errs...)}
 	}
 	if err := c.Validate(); err != nil {
 		return c, &ConfigError{Err: err}
@@ -181,20 +197,6 @@ func validBucket(b string) bool {
 	return true
 }
 
-// validRegion accepts names shaped like "ap-northeast-2" or "us-gov-west-1".
-func validRegion(r string) bool {
-	parts := strings.Split(r, "-")
-	if len(parts) < 2 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" || strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
-			return false
-		}
-	}
-	return true
-}
-
 // Validate checks every setting; each error names the flag, the variable and the value.
 func (c *Config) Validate() error {
 	var errs []error
@@ -211,7 +213,7 @@ func (c *Config) Validate() error {
 	case !validBucket(c.Bucket):
 		bad("bucket", "S3_BUCKET_NAME", "%q is not a valid bucket name (3-63 characters: a-z, 0-9, '.', '-'); give the name, not an ARN or URL", c.Bucket)
 	}
-	if !validRegion(c.Region) {
+	if !creds.ValidRegion(c.Region) {
 		bad("region", "AWS_REGION", "%q is not a region name like %s", c.Region, DefaultRegion)
 	}
 	if strings.HasPrefix(c.Key, "/") {

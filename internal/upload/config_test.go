@@ -109,15 +109,15 @@ func TestParse(t *testing.T) {
 		{name: "bucket ends with dash", args: []string{"--bucket", "abc-"}, wantErr: "not a valid bucket name"},
 		{name: "bad region", args: []string{"--bucket", "b-1", "--region", "Seoul"}, wantErr: `--region / AWS_REGION: "Seoul"`},
 		{name: "part size below S3 minimum", args: []string{"--bucket", "b-1", "--part-size", "4MiB"}, wantErr: "--part-size / UPLOAD_PART_SIZE: 4MiB is outside"},
-		{name: "part size not a size", args: []string{"--bucket", "b-1", "--part-size", "lots"}, wantErr: "invalid value"},
-		{name: "bad part size from env names the variable", args: []string{"--bucket", "b-1"}, env: map[string]string{"UPLOAD_PART_SIZE": "-1"}, wantErr: `invalid value "-1" for UPLOAD_PART_SIZE (--part-size)`},
+		{name: "part size not a size", args: []string{"--bucket", "b-1", "--part-size", "lots"}, wantErr: `--part-size (UPLOAD_PART_SIZE) = "lots": parse size`},
+		{name: "bad part size from env names the variable", args: []string{"--bucket", "b-1"}, env: map[string]string{"UPLOAD_PART_SIZE": "-1"}, wantErr: `--part-size (UPLOAD_PART_SIZE) = "-1"`},
 		{name: "zero concurrency", args: []string{"--bucket", "b-1", "--concurrency", "0"}, wantErr: "--concurrency / UPLOAD_CONCURRENCY: 0 is outside"},
 		{name: "bad endpoint", args: []string{"--bucket", "b-1", "--endpoint-url", "127.0.0.1:9000"}, wantErr: "--endpoint-url / AWS_ENDPOINT_URL_S3"},
 		{name: "bad sts endpoint", args: []string{"--bucket", "b-1", "--sts-endpoint-url", "ftp://x"}, wantErr: "--sts-endpoint-url / AWS_ENDPOINT_URL_STS"},
 		{name: "leading slash key", args: []string{"--bucket", "b-1", "--key", "/a"}, wantErr: "no leading slash"},
 		{name: "unknown timezone", args: []string{"--bucket", "b-1", "--timezone", "Mars/Base"}, wantErr: `--timezone / UPLOAD_TIMEZONE "Mars/Base"`},
 		{name: "bad log format", args: []string{"--bucket", "b-1", "--log-format", "xml"}, wantErr: "neither json nor text"},
-		{name: "bad bool from env", args: []string{"--bucket", "b-1"}, env: map[string]string{"S3_USE_PATH_STYLE": "sometimes"}, wantErr: "S3_USE_PATH_STYLE (--path-style)"},
+		{name: "bad bool from env", args: []string{"--bucket", "b-1"}, env: map[string]string{"S3_USE_PATH_STYLE": "sometimes"}, wantErr: `--path-style (S3_USE_PATH_STYLE) = "sometimes": must be true or false`},
 		{name: "positional argument", args: []string{"--bucket", "b-1", "extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "unknown flag", args: []string{"--role-arn", "x"}, wantErr: "flag provided but not defined"},
 	}
@@ -164,7 +164,7 @@ func TestParseHelpAndVersion(t *testing.T) {
 		t.Fatalf("Parse(-h) = %v, want flag.ErrHelp", err)
 	}
 	// --help shows defaults and the environment fallbacks, as STYLE.md asks.
-	for _, want := range []string{"S3_BUCKET_NAME", "AWS_REGION", "ap-northeast-2", "Asia/Seoul", "8MiB", "AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL", "5s"} {
+	for _, want := range []string{"S3_BUCKET_NAME", "AWS_REGION", "ap-northeast-2", "Asia/Seoul", "8MiB", "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL", "5s"} {
 		if !strings.Contains(usage.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, usage.String())
 		}

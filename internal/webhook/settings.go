@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/credsidecar/credsidecar/internal/awsarn"
+	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
 // The label and annotations users write. The label selects pods (the chart's objectSelector);
@@ -134,7 +135,7 @@ func SettingsFor(sa *corev1.ServiceAccount, d Defaults) (Settings, error) {
 	}
 
 	if r := sa.Annotations[AnnotationRegion]; r != "" {
-		if !validRegion(r) {
+		if !creds.ValidRegion(r) {
 			return Settings{}, bad(AnnotationRegion, r, "not a region name such as eu-west-1")
 		}
 		s.Region = r
@@ -196,19 +197,6 @@ func parseSeconds(v string) (time.Duration, error) {
 		return time.Duration(n) * time.Second, nil
 	}
 	return time.ParseDuration(v)
-}
-
-// validRegion is the sidecar's rule for a region name.
-func validRegion(r string) bool {
-	if len(r) == 0 || len(r) > 64 || r[0] == '-' || r[len(r)-1] == '-' || strings.Contains(r, "--") {
-		return false
-	}
-	for _, c := range r {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // loopbackHost reports whether host is localhost or a loopback IP address.
