@@ -148,7 +148,7 @@ func settings() []setting {
 		{flag: "duration", envs: []string{"CREDSIDECAR_DURATION"}, kind: "duration", def: "1h",
 			usage: "STS session length, 1h to 12h", set: dur(func(c *Config) *time.Duration { return &c.Duration })},
 		{flag: "refresh-window", envs: []string{"CREDSIDECAR_REFRESH_WINDOW"}, kind: "duration", def: "40m",
-			usage: "refresh when less than this lifetime remains (jittered up to 10% earlier)",
+			usage: "refresh when less than this lifetime remains (jittered up to 10% later)",
 			set:   dur(func(c *Config) *time.Duration { return &c.RefreshWindow })},
 		{flag: "min-remaining", envs: []string{"CREDSIDECAR_MIN_REMAINING"}, kind: "duration", def: "5m",
 			usage: "never serve credentials with less lifetime left; answer 503 instead",
@@ -389,14 +389,16 @@ func (c *Config) problem(flagName, formatted, problem string) *FieldError {
 
 // Limits on STS sessions and on what the SDKs do with them (see PROTOCOL.md).
 const (
-	// sdkRefetch is where botocore and the Java v1 SDK start re-fetching on every call.
-	sdkRefetch = 15 * time.Minute
-	// imdsMinWindow keeps instance-metadata credentials beyond botocore's expiry rewrite (PROTOCOL.md §2).
-	imdsMinWindow     = 30 * time.Minute
-	minMinRemaining   = time.Minute
-	minPollInterval   = time.Second
-	maxPollInterval   = 5 * time.Minute
-	jitterDenominator = 10 // refreshes are jittered up to 1/10 of the window earlier
+	// minWindow keeps the credentials served in normal operation above 15 min, where botocore
+	// and the Java v1 SDK start re-fetching on every call: refreshes are jittered up to 10% later
+	// than the window, so 0.9 x 16m40s = 15m.
+	minWindow = 16*time.Minute + 40*time.Second
+	// imdsMinWindow keeps instance-metadata credentials beyond botocore's expiry rewrite, 30 min
+	// (PROTOCOL.md §2), through the same jitter: 0.9 x 33m20s = 30m.
+	imdsMinWindow   = 33*time.Minute + 20*time.Second
+	minMinRemaining = time.Minute
+	minPollInterval = time.Second
+	maxPollInterval = 5 * time.Minute
 )
 
 // Validate checks every setting and every combination, and returns an *Error listing all the
@@ -505,22 +507,20 @@ func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
 	if len(c.ChainRoleARNs) > 0 && c.Duration > creds.MaxChainedDuration {
 		lifetime, lifetimeFrom = creds.MaxChainedDuration, fmt.Sprintf("the %v a chained role's session lasts", creds.MaxChainedDuration)
 	}
-	// The largest window whose earliest jittered refresh still falls after the credentials arrive.
-	maxWindow := (lifetime * jitterDenominator / (jitterDenominator + 1)).Truncate(time.Second)
 	switch {
-	case c.RefreshWindow < sdkRefetch:
+	case c.RefreshWindow < minWindow:
 		windowOK = false
-		add("refresh-window", c.RefreshWindow.String(), "must be at least 15m: below that botocore and the "+
-			"Java v1 SDK call the endpoint on every AWS request until the credentials are refreshed")
+		add("refresh-window", c.RefreshWindow.String(), "must be at least 16m40s: the refresh may start as late as "+
+			"90% of the window, and below 15 min left botocore and the Java v1 SDK call the endpoint on every AWS request")
 	case c.IMDSListen != "" && c.RefreshWindow < imdsMinWindow:
 		windowOK = false
-		add("refresh-window", c.RefreshWindow.String(), "must be at least 30m with --imds-listen: botocore rewrites "+
-			"an instance-metadata expiry less than 12-20 min away and then fetches credentials far more often than they change")
-	case durationOK && c.RefreshWindow >= maxWindow:
+		add("refresh-window", c.RefreshWindow.String(), "must be at least 33m20s with --imds-listen: the refresh may "+
+			"start as late as 90% of the window, and botocore rewrites an instance-metadata expiry less than 30 min away "+
+			"and then fetches credentials far more often than they change")
+	case durationOK && c.RefreshWindow >= lifetime:
 		windowOK = false
-		add("refresh-window", c.RefreshWindow.String(), fmt.Sprintf("must be less than %v (%s less "+
-			"the 10%% jitter): fresh credentials would already be due for refresh and the sidecar would call STS without pause",
-			maxWindow, lifetimeFrom))
+		add("refresh-window", c.RefreshWindow.String(), fmt.Sprintf("must be less than %v (%s): fresh credentials "+
+			"would already be due for refresh and the sidecar would call STS without pause", lifetime, lifetimeFrom))
 	}
 	switch {
 	case c.MinRemaining < minMinRemaining:

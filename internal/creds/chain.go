@@ -110,8 +110,8 @@ func (m *Manager) checkExtensions() error {
 			errs = append(errs, fmt.Errorf("chain[%d] external id: want 2-1224 characters of [A-Za-z0-9_+=,.@:/-]", i))
 		}
 	}
-	if w := m.cfg.RefreshWindow; len(x.chain) > 0 && w+w/10 >= ChainedDuration(m.cfg.Duration) {
-		errs = append(errs, fmt.Errorf("RefreshWindow %s: want it (plus 10%% jitter) shorter than %s, the longest session of a chained role",
+	if w := m.cfg.RefreshWindow; len(x.chain) > 0 && w >= ChainedDuration(m.cfg.Duration) {
+		errs = append(errs, fmt.Errorf("RefreshWindow %s: want it shorter than %s, the longest session of a chained role",
 			w, ChainedDuration(m.cfg.Duration)))
 	}
 	if _, ok := m.api.(AssumeRoleAPI); len(x.chain) > 0 && !ok {

@@ -51,7 +51,7 @@ type Config struct {
 	SessionName string
 	// Duration is the requested session lifetime (STS DurationSeconds).
 	Duration time.Duration
-	// RefreshWindow starts a refresh when less than this lifetime remains (jittered up to 10% earlier).
+	// RefreshWindow starts a refresh when less than this lifetime remains (jittered up to 10% later).
 	RefreshWindow time.Duration
 	// MinRemaining is the floor below which credentials are no longer served.
 	MinRemaining time.Duration
@@ -93,8 +93,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RefreshWindow <= c.MinRemaining {
 		errs = append(errs, fmt.Errorf("RefreshWindow %s: want it longer than MinRemaining %s, or credentials stop being served before a refresh starts", c.RefreshWindow, c.MinRemaining))
 	}
-	if c.RefreshWindow+c.RefreshWindow/10 >= c.Duration {
-		errs = append(errs, fmt.Errorf("RefreshWindow %s: want it (plus 10%% jitter) shorter than Duration %s, or every fetch is due for refresh at once", c.RefreshWindow, c.Duration))
+	if c.RefreshWindow >= c.Duration {
+		errs = append(errs, fmt.Errorf("RefreshWindow %s: want it shorter than Duration %s, or every fetch is due for refresh at once", c.RefreshWindow, c.Duration))
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("PollInterval %s: want a positive duration", c.PollInterval))
