@@ -227,7 +227,8 @@ func checkSidecarPod(t *testing.T, meta metav1.ObjectMeta, pod corev1.PodSpec, w
 			t.Errorf("sidecar %s = %q (%d times), want %q once", name, e.Value, n, v)
 		}
 	}
-	for name, field := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"} {
+	for name, field := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+		"POD_IP": "status.podIP", "HOST_IP": "status.hostIP"} {
 		e, n := envValue(sidecar.Env, name)
 		if n != 1 || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != field {
 			t.Errorf("sidecar %s is not the downward API's %s", name, field)

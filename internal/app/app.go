@@ -249,6 +249,7 @@ func (a *App) Run(ctx context.Context) error {
 		"imds_url", a.addrs.IMDSURL(), "credentials_file", a.cfg.CredentialsFile,
 		"chain_role_arns", a.cfg.ChainRoleARNs, "session_policy_chars", len(a.cfg.SessionPolicy),
 		"session_policy_arns", a.cfg.SessionPolicyARNs)
+	a.warnExposure()
 	if a.opts.Listening != nil {
 		a.opts.Listening(a.addrs)
 	}
@@ -277,6 +278,23 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("credsidecar stopped")
 	return nil
+}
+
+// warnExposure logs, at start, each setting that lets the credentials or the token reach more
+// than the pod's own loopback: the operator chose it, and the log says what it costs.
+func (a *App) warnExposure() {
+	if tcp, ok := a.addrs.Credentials.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		a.log.Warn("the credentials endpoint listens off loopback (--allow-non-loopback): anything that can reach "+
+			"this address and has the auth token gets the credentials", "listen", a.addrs.Credentials.String())
+	}
+	if a.cfg.InsecureSTSEndpoint() {
+		a.log.Warn("STS is called over plain http off loopback (--allow-insecure-sts-endpoint): the service-account "+
+			"token crosses the network in clear text", "sts_endpoint", a.cfg.STSEndpoint)
+	}
+	if a.cfg.HostNetwork() {
+		a.log.Warn("the pod uses hostNetwork (POD_IP = HOST_IP): its loopback is the node's, so every process on the "+
+			"node that can read the auth token can fetch the credentials", "pod_ip", a.cfg.PodIP)
+	}
 }
 
 // Close releases the listeners of an App that was never run; after Run it does nothing.

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 )
@@ -129,6 +130,7 @@ func problemFor(given map[string]origin, envs []string, flagName, formatted, pro
 			e.Env = o.env
 		}
 	}
+	e.Value = redactURL(e.Value)
 	return e
 }
 
@@ -190,3 +192,15 @@ func (v *rawValue) Set(s string) error {
 	return nil
 }
 func (v *rawValue) IsBoolFlag() bool { return v.isBool }
+
+// redactURL hides the password of a value that is a URL with one: an error must not print it.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	if _, ok := u.User.Password(); !ok {
+		return v
+	}
+	return u.Redacted()
+}

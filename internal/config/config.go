@@ -65,6 +65,11 @@ type Config struct {
 	Listen string
 	// AllowNonLoopback permits a Listen address other than a loopback IP.
 	AllowNonLoopback bool
+	// AllowInsecureSTSEndpoint permits a plain-http STSEndpoint to a host other than loopback.
+	AllowInsecureSTSEndpoint bool
+	// PodIP and HostIP are the downward API's status.podIP and status.hostIP: equal, they say the
+	// pod shares the node's network (hostNetwork), and with it its loopback.
+	PodIP, HostIP string
 	// AuthTokenFile holds the token callers must send in the Authorization header.
 	AuthTokenFile string
 	// MetricsListen is the address of /metrics, /healthz and /readyz.
@@ -172,6 +177,22 @@ func settings() []setting {
 				c.AllowNonLoopback = b
 				return nil
 			}},
+		{flag: "allow-insecure-sts-endpoint", envs: []string{"CREDSIDECAR_ALLOW_INSECURE_STS_ENDPOINT"}, isBool: true, def: "false",
+			usage: "allow a plain-http --sts-endpoint to a host other than loopback (the service-account token then crosses the network in clear text)",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("must be true or false")
+				}
+				c.AllowInsecureSTSEndpoint = b
+				return nil
+			}},
+		{flag: "pod-ip", envs: []string{"POD_IP"}, kind: "ip", defHelp: "unset; set it from the downward API's status.podIP",
+			usage: "the pod's IP; equal to --host-ip it reveals hostNetwork, where IMDS is refused",
+			set:   str(func(c *Config) *string { return &c.PodIP })},
+		{flag: "host-ip", envs: []string{"HOST_IP"}, kind: "ip", defHelp: "unset; set it from the downward API's status.hostIP",
+			usage: "the node's IP, to compare with --pod-ip",
+			set:   str(func(c *Config) *string { return &c.HostIP })},
 		{flag: "auth-token-file", envs: []string{"CREDSIDECAR_AUTH_TOKEN_FILE"}, kind: "path",
 			def: "/var/run/credsidecar/auth-token", usage: "Authorization token for the credentials endpoint; generated if absent " +
 				"(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<this>)",
@@ -428,7 +449,12 @@ func (c Config) Validate() error {
 		add("region", c.Region, "not a region name such as eu-west-1")
 	}
 	if c.STSEndpoint != "" {
-		if problem := checkEndpoint(c.STSEndpoint); problem != "" {
+		problem := checkEndpoint(c.STSEndpoint)
+		if problem == "" && c.InsecureSTSEndpoint() && !c.AllowInsecureSTSEndpoint {
+			problem = "plain http to a host other than loopback: the service-account token would cross the network " +
+				"in clear text; use https, or set --allow-insecure-sts-endpoint"
+		}
+		if problem != "" {
 			add("sts-endpoint", c.STSEndpoint, problem)
 		}
 	}
@@ -440,8 +466,17 @@ func (c Config) Validate() error {
 	c.validateChain(add)
 	c.validateTimes(add)
 	c.validateListen(add)
-	if c.AuthTokenFile == "" {
+	switch {
+	case c.AuthTokenFile == "":
 		add("auth-token-file", "", "required: where the endpoint's Authorization token is read or written")
+	case c.TokenFile != "" && filepath.Clean(c.AuthTokenFile) == filepath.Clean(c.TokenFile):
+		add("auth-token-file", c.AuthTokenFile, "must not be the --token-file: the service-account token would "+
+			"then be accepted as the endpoint's Authorization token")
+	}
+	if c.IMDSListen != "" && c.HostNetwork() {
+		add("imds-listen", c.IMDSListen, fmt.Sprintf("refused: the pod uses hostNetwork (POD_IP = HOST_IP = %s), so its "+
+			"loopback is the node's and every process on the node could read the credentials from IMDS, which has no "+
+			"token; serve IMDS only from pods without hostNetwork", c.PodIP))
 	}
 	c.validateModes(add)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
@@ -624,6 +659,22 @@ func overlap(a, b string) bool {
 	}
 	return a == b || wild(a) || wild(b)
 }
+
+// InsecureSTSEndpoint reports whether STSEndpoint is plain http to a host other than loopback.
+func (c Config) InsecureSTSEndpoint() bool {
+	u, err := url.Parse(c.STSEndpoint)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	return err != nil || !ip.Unmap().IsLoopback()
+}
+
+// HostNetwork reports whether the downward API says the pod shares the node's network.
+func (c Config) HostNetwork() bool { return c.PodIP != "" && c.PodIP == c.HostIP }
 
 func checkEndpoint(raw string) string {
 	u, err := url.Parse(raw)

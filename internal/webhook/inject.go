@@ -170,7 +170,9 @@ func sidecar(s Settings, d Defaults, res corev1.ResourceRequirements, imds bool)
 	if s.SessionDuration != 0 {
 		env = append(env, corev1.EnvVar{Name: "CREDSIDECAR_DURATION", Value: strconv.FormatInt(int64(s.SessionDuration/time.Second), 10)})
 	}
-	for _, f := range []struct{ name, path string }{{"POD_NAME", "metadata.name"}, {"POD_NAMESPACE", "metadata.namespace"}} {
+	// POD_IP and HOST_IP, equal, reveal hostNetwork: the sidecar then refuses IMDS and warns.
+	for _, f := range []struct{ name, path string }{{"POD_NAME", "metadata.name"}, {"POD_NAMESPACE", "metadata.namespace"},
+		{"POD_IP", "status.podIP"}, {"HOST_IP", "status.hostIP"}} {
 		env = append(env, corev1.EnvVar{Name: f.name, ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{FieldPath: f.path}}})
 	}
