@@ -154,7 +154,7 @@ func TestParse(t *testing.T) {
 		{name: "plain http STS on loopback needs nothing", env: baseEnv(), args: []string{"--sts-endpoint=http://127.0.0.1:8333"},
 			modify: func(c *Config) { c.STSEndpoint = "http://127.0.0.1:8333" }},
 		{name: "imds with the shortest window it allows", env: baseEnv(), args: []string{"--imds-listen=127.0.0.1:9911", "--refresh-window=33m20s"},
-			modify: func(c *Config) { c.IMDSListen, c.RefreshWindow = "127.0.0.1:9911", 33*time.Minute + 20*time.Second }},
+			modify: func(c *Config) { c.IMDSListen, c.RefreshWindow = "127.0.0.1:9911", 33*time.Minute+20*time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
