@@ -81,9 +81,10 @@ type Finding struct {
 	Fix      string   `json:"fix"`
 }
 
-// String renders the finding as one line.
+// String renders the finding as one line; control characters from outside (a claim with a
+// newline or an escape sequence) are escaped, so they cannot forge a line or rewrite the screen.
 func (f Finding) String() string {
-	return fmt.Sprintf("%-7s %s: %s. Why: %s. Fix: %s", f.Severity, f.ID, f.What, f.Why, f.Fix)
+	return printable(fmt.Sprintf("%-7s %s: %s. Why: %s. Fix: %s", f.Severity, f.ID, f.What, f.Why, f.Fix))
 }
 
 // Thresholds for token-expiring.

@@ -26,8 +26,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	now := r.CheckedAt
+	// Every value is printed through printable: token claims and STS messages come from outside.
 	row := func(indent int, label, format string, args ...any) {
-		fmt.Fprintf(&b, "%s%-*s %s\n", strings.Repeat(" ", indent), 18-indent, label, fmt.Sprintf(format, args...))
+		fmt.Fprintf(&b, "%s%-*s %s\n", strings.Repeat(" ", indent), 18-indent, label, printable(fmt.Sprintf(format, args...)))
 	}
 	row(0, "token", "%s (%s)", r.TokenFile, r.TokenFileSource)
 	if t := r.Token; t != nil {
