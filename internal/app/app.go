@@ -2,7 +2,7 @@
 // manager, the auth token, the metrics and the two HTTP servers, and when configured the
 // instance-metadata (IMDSv2) server and the shared credentials file, each goroutine owned by Run
 // and stopped with its context. It also logs, once per projected token, the problems
-// diagnose.TokenWarnings sees in the token's claims. cmd/sidecar is a thin shell around it, and
+// findings.TokenWarnings sees in the token's claims. cmd/sidecar is a thin shell around it, and
 // tests run the whole sidecar in-process through it:
 //
 //	cfg := config.Defaults()
@@ -36,7 +36,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/credfile"
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/imds"
 	"github.com/credsidecar/credsidecar/internal/metrics"
 	"github.com/credsidecar/credsidecar/internal/server"
@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	}
 	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk),
 		creds.WithChain(chain...), creds.WithSessionPolicy(cfg.SessionPolicy, cfg.SessionPolicyARNs...),
-		creds.WithTokenCheck(tokenWarnings(log, clk))}, opts.CredsOptions...)
+		creds.WithTokenCheck(tokenWarnings(log, clk)), creds.WithExplain(findings.ExplainSTS)}, opts.CredsOptions...)
 	manager, err := creds.NewManager(creds.Config{
 		RoleARN:       cfg.RoleARN,
 		TokenFile:     cfg.TokenFile,
@@ -325,7 +325,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 // refresh.
 func tokenWarnings(log *slog.Logger, clk clock.Clock) func(*creds.TokenClaims) {
 	return func(claims *creds.TokenClaims) {
-		for _, f := range diagnose.TokenWarnings(claims, clk.Now()) {
+		for _, f := range findings.TokenWarnings(claims, clk.Now()) {
 			log.Warn("token problem", "id", f.ID, "severity", string(f.Severity), "what", f.What, "why", f.Why, "fix", f.Fix)
 		}
 	}

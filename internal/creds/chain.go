@@ -200,6 +200,7 @@ func (m *Manager) assumeChain(ctx context.Context, first *Credentials, session s
 		start := m.clock.Now()
 		out, err := api.AssumeRole(callCtx, in, signWith(prev))
 		took := m.clock.Now().Sub(start)
+		err = withDeadline(err, callCtx)
 		cancel()
 		var c *Credentials
 		if err == nil {
@@ -259,31 +260,4 @@ func roleCredentials(out *sts.AssumeRoleOutput, role string) (*Credentials, erro
 		AccountID:       account,
 		RoleARN:         role,
 	}, nil
-}
-
-// hintFor is hint for any failed fetch: a chained hop's failure is about that role's trust
-// policy or the previous role's permissions, not about the web identity token.
-func hintFor(err error, code string, claims *TokenClaims) string {
-	var ce *ChainError
-	if !errors.As(err, &ce) {
-		return hint(code, claims)
-	}
-	switch code {
-	case "AccessDenied":
-		return fmt.Sprintf("the trust policy of the chained role %s does not let sessions of %s assume it: its Principal "+
-			"must name {\"AWS\": %q} with Action sts:AssumeRole (and an sts:ExternalId condition only if --chain-external-id "+
-			"gives that hop one), and %s's permission policy must allow sts:AssumeRole on %s", ce.RoleARN, ce.FromRoleARN,
-			ce.FromRoleARN, ce.FromRoleARN, ce.RoleARN)
-	case "ValidationError", "InvalidParameterValue":
-		return fmt.Sprintf("STS refused the AssumeRole request for %s: a chained session lasts at most 1h, and the "+
-			"external id and session name must fit STS's rules", ce.RoleARN)
-	case "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch":
-		return fmt.Sprintf("STS did not accept the credentials of %s for the chained call: is the node's clock right?", ce.FromRoleARN)
-	case "RegionDisabledException":
-		return "STS is not activated in this region for the chained role's account: activate it in IAM account settings or use another region"
-	case "MalformedPolicyDocument", "PackedPolicyTooLarge":
-		return "STS rejected a session policy"
-	default:
-		return ""
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -123,7 +124,7 @@ func classify(err error) (Class, string) {
 	switch {
 	case err == nil:
 		return Retry, ""
-	case isTimeout(err):
+	case IsTimeout(err):
 		return Retry, CodeTimeout
 	case (retry.RetryableConnectionError{}).IsErrorRetryable(err) == aws.TrueTernary:
 		return Retry, CodeNetwork
@@ -133,11 +134,27 @@ func classify(err error) (Class, string) {
 	}
 }
 
-func isTimeout(err error) bool {
+// withDeadline adds context.DeadlineExceeded to the error of a call whose deadline passed: when
+// the deadline cuts a response's body short, net/http may report the read on the closed
+// connection instead, and the call would count as a network error rather than a timeout.
+func withDeadline(err error, ctx context.Context) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
+	}
+	return err
+}
+
+// IsTimeout reports whether err is a call that ran out of time: a context deadline, the SDK's
+// timeout, or a network timeout. The one rule for creds' classification and check's findings.
+func IsTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
-	return retry.TimeouterError{}.IsErrorTimeout(err) == aws.TrueTernary
+	if (retry.TimeouterError{}).IsErrorTimeout(err) == aws.TrueTernary {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func httpStatus(err error) int {
@@ -146,46 +163,6 @@ func httpStatus(err error) int {
 		return v.HTTPStatusCode()
 	}
 	return 0
-}
-
-// hint names the likely cause of a terminal STS answer in terms of the trust setup, with the
-// token's non-secret claims, so the log line says what to fix.
-func hint(code string, claims *TokenClaims) string {
-	var iss, sub string
-	var aud []string
-	if claims != nil {
-		iss, sub, aud = claims.Issuer, claims.Subject, claims.Audience
-	}
-	// IAM condition keys name the provider by its URL without scheme or trailing slash.
-	issHost := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(iss, "https://"), "http://"), "/")
-	audNote := ""
-	if len(aud) != 1 {
-		audNote = fmt.Sprintf("; the token has %d audiences but STS needs exactly the one registered on the IAM OIDC provider: set audience on the projected volume", len(aud))
-	}
-	switch code {
-	case "AccessDenied":
-		return fmt.Sprintf("the role's trust policy does not admit this token: check that its Principal is the OIDC provider for %q and its conditions %s:sub and %s:aud match sub=%q aud=%q", iss, issHost, issHost, sub, aud)
-	case "InvalidIdentityToken":
-		return fmt.Sprintf("STS does not accept the token: is issuer %q registered as an IAM OIDC provider, is audience %q in its client ids, and does the issuer's JWKS contain the signing key?%s", iss, aud, audNote)
-	case "InvalidParameterValue":
-		return fmt.Sprintf("STS rejected a parameter: usually the token's audience %q (not in the OIDC provider's client ids) or the session name/duration%s", aud, audNote)
-	case "IDPCommunicationError":
-		return fmt.Sprintf("STS could not fetch the signing keys of issuer %q: are its /.well-known/openid-configuration and JWKS publicly reachable over https?", iss)
-	case "ExpiredTokenException":
-		return "the token is expired as STS sees it: is the node's clock right and is the kubelet rotating the projected token?"
-	case "IDPRejectedClaim":
-		return fmt.Sprintf("the identity provider rejected a claim of the token (iss=%q sub=%q aud=%q)", iss, sub, aud)
-	case "RegionDisabledException":
-		return "STS is not activated in this region for the role's account: activate it in IAM account settings or use another region"
-	case "MalformedPolicyDocument", "PackedPolicyTooLarge":
-		return "STS rejected the session policy"
-	case "JWTPayloadSizeExceededException":
-		return "the token's payload is larger than STS accepts"
-	case "ValidationError":
-		return "STS rejected the request: is the requested duration above the role's maximum session duration?"
-	default:
-		return ""
-	}
 }
 
 // redactedError keeps errors.As/Is working but guarantees the message carries no token text,
@@ -204,14 +181,25 @@ func redact(err error, token string) error {
 		return err
 	}
 	msg := err.Error()
-	out := strings.ReplaceAll(msg, token, "[token]")
-	for _, seg := range strings.Split(token, ".") {
-		if len(seg) >= 16 {
-			out = strings.ReplaceAll(out, seg, "[token]")
-		}
-	}
+	out := RedactToken(msg, token)
 	if out == msg {
 		return err
 	}
 	return &redactedError{err: err, msg: out}
+}
+
+// RedactToken replaces any copy of token, or of one of its longer segments (a JWT's header,
+// payload or signature alone), in msg with [token]: the one rule for every message that may
+// echo a token (STS's answers, the sidecar's logs, check's report).
+func RedactToken(msg, token string) string {
+	if token == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, token, "[token]")
+	for _, seg := range strings.Split(token, ".") {
+		if len(seg) >= 16 {
+			msg = strings.ReplaceAll(msg, seg, "[token]")
+		}
+	}
+	return msg
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -370,7 +371,7 @@ func (h *harness) start(opts ...Option) {
 func (h *harness) build(opts ...Option) {
 	h.t.Helper()
 	base := []Option{WithClock(h.clk), WithLogger(h.logs.logger()), WithObserver(h.obs),
-		WithRand(func() float64 { return h.r })}
+		WithRand(func() float64 { return h.r }), WithExplain(explainForTest)}
 	m, err := NewManager(h.cfg, h.sts, append(base, opts...)...)
 	if err != nil {
 		h.t.Fatalf("NewManager: %v", err)
@@ -426,4 +427,16 @@ func (h *harness) stepUntil(end time.Time, each func()) {
 			each()
 		}
 	}
+}
+
+// explainForTest stands in for findings.ExplainSTS (which imports creds, so creds' tests cannot
+// use it): a cause that names the code and, for a chained hop, the roles, so the tests can check
+// that the manager logs the explanation of the error it got. The explanations themselves are
+// tested in package findings.
+func explainForTest(err error, code string, _ *TokenClaims) (id, cause string) {
+	var ce *ChainError
+	if errors.As(err, &ce) {
+		return "finding-" + code, "cause of " + code + " at " + ce.RoleARN + " from " + ce.FromRoleARN
+	}
+	return "finding-" + code, "cause of " + code
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 	"github.com/credsidecar/credsidecar/internal/clock"
 )
 
@@ -52,6 +52,14 @@ func WithObserver(o Observer) Option {
 	}
 }
 
+// Explain names the likely cause of a failed fetch: the id of the finding `sidecar check` would
+// report, and the cause and fix in the token's terms ("" when there is nothing to add).
+type Explain func(err error, code string, claims *TokenClaims) (id, cause string)
+
+// WithExplain sets how failed fetches are explained in the logs; package findings owns the
+// explanations (app wires findings.ExplainSTS), so that the serve logs and check agree.
+func WithExplain(f Explain) Option { return func(m *Manager) { m.explain = f } }
+
 // WithRand sets the source of jitter; it must return values in [0, 1).
 func WithRand(f func() float64) Option { return func(m *Manager) { m.rand = f } }
 
@@ -65,8 +73,10 @@ type Manager struct {
 	log   *slog.Logger
 	obs   observers
 	rand  func() float64
-	check tokenChecker // WithTokenCheck; used by the refresh loop only
-	ext   extensions   // WithChain, WithSessionPolicy
+	// explain names the cause of a failed fetch in its log line; nil logs none.
+	explain Explain
+	check   tokenChecker // WithTokenCheck; used by the refresh loop only
+	ext     extensions   // WithChain, WithSessionPolicy
 
 	cur     atomic.Pointer[Credentials]
 	lastErr atomic.Pointer[errBox]
@@ -307,6 +317,7 @@ func (m *Manager) fetch(ctx context.Context, st *loopState) (*Credentials, *toke
 	start := m.clock.Now()
 	out, err := m.api.AssumeRoleWithWebIdentity(callCtx, in)
 	took := m.clock.Now().Sub(start)
+	err = withDeadline(err, callCtx)
 	if err == nil {
 		var c *Credentials
 		if c, err = m.credentialsFrom(out); err == nil {
@@ -352,19 +363,13 @@ func (m *Manager) credentialsFrom(out *sts.AssumeRoleWithWebIdentityOutput) (*Cr
 	}, nil
 }
 
-// accountFromARN returns the account field of arn:partition:service:region:account:resource,
-// or "" when it is not a 12-digit account id.
+// accountFromARN returns the 12-digit account id of arn, or "".
 func accountFromARN(arn string) string {
-	f := strings.SplitN(arn, ":", 6)
-	if len(f) < 6 || f[0] != "arn" || len(f[4]) != 12 {
+	a, err := awsarn.Parse(arn)
+	if err != nil {
 		return ""
 	}
-	for _, r := range f[4] {
-		if r < '0' || r > '9' {
-			return ""
-		}
-	}
-	return f[4]
+	return a.AccountID()
 }
 
 func (m *Manager) succeeded(c *Credentials, st *loopState) time.Duration {
@@ -417,8 +422,13 @@ func (m *Manager) failed(err error, tok *tokenFile, st *loopState) time.Duration
 		attrs = append(attrs, "serving", false)
 	}
 	if tok != nil {
-		if h := hintFor(err, code, tok.claims); h != "" || class == Terminal {
-			attrs = append(attrs, "cause", h, "token_iss", tok.claims.Issuer, "token_sub", tok.claims.Subject, "token_aud", tok.claims.Audience)
+		var id, cause string
+		if m.explain != nil {
+			id, cause = m.explain(err, code, tok.claims)
+		}
+		if cause != "" || class == Terminal {
+			attrs = append(attrs, "finding", id, "cause", cause, "token_iss", tok.claims.Issuer, "token_sub", tok.claims.Subject,
+				"token_aud", tok.claims.Audience)
 		}
 	}
 	m.log.Log(context.Background(), level, "fetch credentials failed", attrs...)

@@ -322,27 +322,24 @@ func TestServableFloor(t *testing.T) {
 
 func TestTerminalErrorsDoNotHotLoop(t *testing.T) {
 	tests := []struct {
-		name      string
-		err       error
-		aud       []string
-		wantCode  string
-		wantCause string
+		name     string
+		err      error
+		aud      []string
+		wantCode string
 	}{
-		{name: "AccessDenied", err: apiErr(403, "AccessDenied", smithy.FaultClient), wantCode: "AccessDenied",
-			wantCause: "trust policy"},
+		{name: "AccessDenied", err: apiErr(403, "AccessDenied", smithy.FaultClient), wantCode: "AccessDenied"},
 		{name: "InvalidIdentityToken", err: httpErr(400, &types.InvalidIdentityTokenException{Message: aws.String("No OpenIDConnect provider found")}),
-			wantCode: "InvalidIdentityToken", wantCause: "registered as an IAM OIDC provider"},
+			wantCode: "InvalidIdentityToken"},
 		{name: "InvalidIdentityToken with three audiences", aud: []string{"https://kubernetes.default.svc", "api", "sts.amazonaws.com"},
 			err:      httpErr(400, &types.InvalidIdentityTokenException{Message: aws.String("Incorrect token audience")}),
-			wantCode: "InvalidIdentityToken", wantCause: "the token has 3 audiences"},
-		{name: "InvalidParameterValue", err: apiErr(400, "InvalidParameterValue", smithy.FaultClient), wantCode: "InvalidParameterValue",
-			wantCause: "audience"},
+			wantCode: "InvalidIdentityToken"},
+		{name: "InvalidParameterValue", err: apiErr(400, "InvalidParameterValue", smithy.FaultClient), wantCode: "InvalidParameterValue"},
 		{name: "ExpiredTokenException", err: httpErr(400, &types.ExpiredTokenException{Message: aws.String("expired")}),
-			wantCode: "ExpiredTokenException", wantCause: "clock"},
-		{name: "IDPRejectedClaim", err: httpErr(403, &types.IDPRejectedClaimException{}), wantCode: "IDPRejectedClaim", wantCause: "rejected a claim"},
-		{name: "RegionDisabledException", err: httpErr(403, &types.RegionDisabledException{}), wantCode: "RegionDisabledException", wantCause: "not activated"},
-		{name: "MalformedPolicyDocument", err: httpErr(400, &types.MalformedPolicyDocumentException{}), wantCode: "MalformedPolicyDocument", wantCause: "session policy"},
-		{name: "PackedPolicyTooLarge", err: httpErr(400, &types.PackedPolicyTooLargeException{}), wantCode: "PackedPolicyTooLarge", wantCause: "session policy"},
+			wantCode: "ExpiredTokenException"},
+		{name: "IDPRejectedClaim", err: httpErr(403, &types.IDPRejectedClaimException{}), wantCode: "IDPRejectedClaim"},
+		{name: "RegionDisabledException", err: httpErr(403, &types.RegionDisabledException{}), wantCode: "RegionDisabledException"},
+		{name: "MalformedPolicyDocument", err: httpErr(400, &types.MalformedPolicyDocumentException{}), wantCode: "MalformedPolicyDocument"},
+		{name: "PackedPolicyTooLarge", err: httpErr(400, &types.PackedPolicyTooLargeException{}), wantCode: "PackedPolicyTooLarge"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,7 +367,8 @@ func TestTerminalErrorsDoNotHotLoop(t *testing.T) {
 					t.Errorf("wait before call %d = %v, want within [%v, %v]", i, gap, terminalBackoff, terminalBackoff*11/10)
 				}
 			}
-			rec := h.logs.waitFor(t, "fetch credentials failed", `"class":"terminal"`, `"code":"`+tt.wantCode+`"`, tt.wantCause,
+			rec := h.logs.waitFor(t, "fetch credentials failed", `"class":"terminal"`, `"code":"`+tt.wantCode+`"`,
+				`"cause":"cause of `+tt.wantCode+`"`, `"finding":"finding-`+tt.wantCode+`"`,
 				"system:serviceaccount:shop:uploader", "oidc.example.test")
 			if rec["level"] != "ERROR" {
 				t.Errorf("terminal failure logged at %v, want ERROR", rec["level"])

@@ -191,7 +191,7 @@ func TestManagerWithRealClientRedactsEchoedToken(t *testing.T) {
 	h.dir.write(tok)
 	h.start(func(m *Manager) { m.api = NewSTSClient("eu-west-1", srv.URL) })
 
-	rec := h.logs.waitFor(t, "fetch credentials failed", `"code":"InvalidIdentityToken"`, "[token]", "registered as an IAM OIDC provider")
+	rec := h.logs.waitFor(t, "fetch credentials failed", `"code":"InvalidIdentityToken"`, "[token]", "cause of InvalidIdentityToken")
 	if rec["token_sub"] != "system:serviceaccount:shop:uploader" {
 		t.Errorf("log token_sub = %v, want the token's subject", rec["token_sub"])
 	}

@@ -334,6 +334,11 @@ func errProblem(err error) string {
 	return err.Error()
 }
 
+// DefaultAudience is the audience a projected token should carry for issuer: the issuer URL
+// with one trailing slash, the AKS convention that the IAM OIDC provider registers as its
+// client id.
+func DefaultAudience(issuer string) string { return strings.TrimRight(issuer, "/") + "/" }
+
 // defaultSessionName is used when namespace and pod give nothing usable.
 const defaultSessionName = "credsidecar"
 

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
@@ -35,22 +35,22 @@ func failCases() []failCase {
 		{
 			title:     "the token path and AWS_WEB_IDENTITY_TOKEN_FILE drifted apart",
 			tokenFile: "secrets/azure/tokens/azure-identity-token",
-			want:      diagnose.IDTokenMissing,
+			want:      findings.IDTokenMissing,
 		},
 		{
 			title: "the token's audience is not the one registered on the IAM OIDC provider",
 			token: &testbed.TokenRequest{Audiences: []string{"api://AzureADTokenExchange"}},
-			want:  diagnose.IDSTSInvalidToken,
+			want:  findings.IDSTSInvalidToken,
 		},
 		{
 			title: "the trust policy's sub names another service account",
 			token: &testbed.TokenRequest{ServiceAccount: "uploader"},
-			want:  diagnose.IDSTSAccessDenied,
+			want:  findings.IDSTSAccessDenied,
 		},
 		{
 			title:       "the role works, but its permission policy does not cover the bucket",
 			probeBucket: forbiddenBucket,
-			want:        diagnose.IDS3AccessDenied,
+			want:        findings.IDS3AccessDenied,
 		},
 	}
 }

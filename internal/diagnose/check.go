@@ -3,6 +3,7 @@ package diagnose
 import (
 	"context"
 	"errors"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -99,7 +100,7 @@ type Report struct {
 	// S3 is the probe's result, when a bucket was given and credentials were issued.
 	S3 *S3Result `json:"s3,omitempty"`
 	// Findings are the problems found, in the order they were found.
-	Findings []Finding `json:"findings"`
+	Findings []findings.Finding `json:"findings"`
 }
 
 // TokenSummary is the non-secret part of the token.
@@ -159,7 +160,7 @@ func Check(ctx context.Context, opts Options) *Report {
 		return r
 	}
 	r.Token = summarize(claims, now)
-	r.Findings = append(r.Findings, TokenWarnings(claims, now)...)
+	r.Findings = append(r.Findings, findings.TokenWarnings(claims, now)...)
 	if r.SessionName == "" {
 		r.SessionName = creds.SessionName(claims.Namespace, claims.PodName)
 	}
@@ -177,9 +178,9 @@ func Check(ctx context.Context, opts Options) *Report {
 	}
 	if err == nil && out.Credentials == nil {
 		r.STS.Code = "NoCredentials"
-		r.Findings = append(r.Findings, Finding{
-			ID:       IDSTSError,
-			Severity: SeverityError,
+		r.Findings = append(r.Findings, findings.Finding{
+			ID:       findings.IDSTSError,
+			Severity: findings.SeverityError,
 			What:     "STS answered AssumeRoleWithWebIdentity without credentials",
 			Why:      "there is nothing to serve",
 			Fix:      "check that " + stsEndpointFlags + " points at STS, not at another service",
@@ -190,11 +191,11 @@ func Check(ctx context.Context, opts Options) *Report {
 		r.STS.Code, r.STS.Message = errorCode(err, raw)
 		f := stsFinding(err, tc)
 		switch f.ID {
-		case IDSTSInvalidToken, IDSTSAccessDenied:
+		case findings.IDSTSInvalidToken, findings.IDSTSAccessDenied:
 			// STS said no, so what the token itself shows is no longer a mere warning.
-			r.raise(IDTokenMultipleAudiences, IDTokenNoAudience, IDAudienceTrailingSlash, IDIssuerNotHTTPS)
+			r.raise(findings.IDTokenMultipleAudiences, findings.IDTokenNoAudience, findings.IDAudienceTrailingSlash, findings.IDIssuerNotHTTPS)
 		}
-		if !(f.ID == IDSTSExpiredToken && r.has(IDTokenExpired)) {
+		if !(f.ID == findings.IDSTSExpiredToken && r.has(findings.IDTokenExpired)) {
 			r.Findings = append(r.Findings, f)
 		}
 		return r
@@ -280,9 +281,9 @@ func (r *Report) callerIdentity(ctx context.Context, opts Options, provider aws.
 	if err != nil {
 		code, msg := errorCode(err, nil)
 		r.STS.CallerError = code + ": " + msg
-		r.Findings = append(r.Findings, Finding{
-			ID:       IDCallerIdentityFailed,
-			Severity: SeverityWarning,
+		r.Findings = append(r.Findings, findings.Finding{
+			ID:       findings.IDCallerIdentityFailed,
+			Severity: findings.SeverityWarning,
 			What:     "the credentials STS issued failed GetCallerIdentity (" + r.STS.CallerError + ")",
 			Why:      "AWS services may refuse them the same way, although STS issued them",
 			Fix:      "run the check again; if it persists, make " + regionFlags + " and " + stsEndpointFlags + " name the partition and region the role lives in",
@@ -333,7 +334,7 @@ func (r *Report) raise(ids ...string) {
 	for i := range r.Findings {
 		for _, id := range ids {
 			if r.Findings[i].ID == id {
-				r.Findings[i].Severity = SeverityError
+				r.Findings[i].Severity = findings.SeverityError
 			}
 		}
 	}
@@ -351,7 +352,7 @@ func (r *Report) has(id string) bool {
 func (r *Report) tally() {
 	r.Errors, r.Warnings = 0, 0
 	for _, f := range r.Findings {
-		if f.Severity == SeverityError {
+		if f.Severity == findings.SeverityError {
 			r.Errors++
 		} else {
 			r.Warnings++
@@ -359,7 +360,7 @@ func (r *Report) tally() {
 	}
 	r.OK = r.Errors == 0
 	if r.Findings == nil {
-		r.Findings = []Finding{}
+		r.Findings = []findings.Finding{}
 	}
 }
 

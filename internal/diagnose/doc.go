@@ -7,18 +7,11 @@
 // claims with creds.DecodeToken, calls AssumeRoleWithWebIdentity once, then GetCallerIdentity
 // with the credentials it got, and with a bucket to probe, ListObjectsV2, PutObject and
 // DeleteObject of a small probe object with those same credentials. Every problem becomes a
-// Finding with a stable ID (the ID* constants), so scripts can match on them in the
-// --output json document.
-//
-// The sidecar's serve command reuses the token-only part: call TokenWarnings once per new token
-// (at start and after each rotation) and log each finding as a warning with its fix:
-//
-//	claims, err := creds.DecodeToken(raw)
-//	if err == nil {
-//		for _, f := range diagnose.TokenWarnings(claims, now) {
-//			logger.Warn("token problem", "id", f.ID, "what", f.What, "why", f.Why, "fix", f.Fix)
-//		}
-//	}
+// findings.Finding with a stable id (package findings' ID* constants), so scripts can match on
+// them in the --output json document. Package findings owns the explanations, which the serving
+// sidecar logs too (findings.TokenWarnings once per token, findings.ExplainSTS for each failed
+// STS call); this package adds what only a check gathers: STS's and S3's answers, the trust
+// policy lines and the commands that fix them (from package policy).
 //
 // Entry point for cmd/sidecar:
 //

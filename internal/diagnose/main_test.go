@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -193,7 +194,7 @@ func TestMainMissingToken(t *testing.T) {
 		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 			t.Fatalf("not JSON: %v\n%s", err, stdout.String())
 		}
-		if r.OK || r.STS.Called || r.Token != nil || len(r.Findings) != 1 || r.Findings[0].ID != IDTokenMissing {
+		if r.OK || r.STS.Called || r.Token != nil || len(r.Findings) != 1 || r.Findings[0].ID != findings.IDTokenMissing {
 			t.Errorf("report %+v", r)
 		}
 		if !strings.Contains(r.Findings[0].Fix, filepath.Join(dir, "token")) {
@@ -226,7 +227,7 @@ func fixedReport() *Report {
 			Actions: []S3Action{{Action: "s3:ListBucket", OK: true}, {Action: "s3:PutObject", Code: "AccessDenied", Message: "Access Denied"}, {Action: "s3:DeleteObject", OK: true}}},
 	}
 	c := claimsAt(51*time.Minute, time.Hour, r.Token.Audience...)
-	r.Findings = append(TokenWarnings(c, testNow), s3Findings(r.S3, []error{nil, apiError("PutObject", "AccessDenied", "Access Denied", 403), nil}, testRole, "eu-west-1", time.Second)...)
+	r.Findings = append(findings.TokenWarnings(c, testNow), s3Findings(r.S3, []error{nil, apiError("PutObject", "AccessDenied", "Access Denied", 403), nil}, testRole, "eu-west-1", time.Second)...)
 	r.tally()
 	return r
 }

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"io"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	now := r.CheckedAt
 	// Every value is printed through printable: token claims and STS messages come from outside.
 	row := func(indent int, label, format string, args ...any) {
-		fmt.Fprintf(&b, "%s%-*s %s\n", strings.Repeat(" ", indent), 18-indent, label, printable(fmt.Sprintf(format, args...)))
+		fmt.Fprintf(&b, "%s%-*s %s\n", strings.Repeat(" ", indent), 18-indent, label, findings.Printable(fmt.Sprintf(format, args...)))
 	}
 	row(0, "token", "%s (%s)", r.TokenFile, r.TokenFileSource)
 	if t := r.Token; t != nil {
@@ -45,12 +46,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			row(2, label, "%s", a)
 		}
 		if t.IssuedAt != nil {
-			row(2, "iat", "%s (%s ago)", t.IssuedAt.Format(time.RFC3339), roundDuration(now.Sub(*t.IssuedAt)))
+			row(2, "iat", "%s (%s ago)", t.IssuedAt.Format(time.RFC3339), findings.RoundDuration(now.Sub(*t.IssuedAt)))
 		}
 		if t.ExpiresAt != nil {
-			rel := "in " + roundDuration(t.ExpiresAt.Sub(now)).String()
+			rel := "in " + findings.RoundDuration(t.ExpiresAt.Sub(now)).String()
 			if !now.Before(*t.ExpiresAt) {
-				rel = "EXPIRED " + roundDuration(now.Sub(*t.ExpiresAt)).String() + " ago"
+				rel = "EXPIRED " + findings.RoundDuration(now.Sub(*t.ExpiresAt)).String() + " ago"
 			}
 			if t.LifetimeSeconds > 0 {
 				rel += fmt.Sprintf("; lifetime %s", time.Duration(t.LifetimeSeconds)*time.Second)
@@ -77,7 +78,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	case s.OK:
 		exp := ""
 		if s.Expiration != nil {
-			exp = fmt.Sprintf(", expires %s (in %s)", s.Expiration.Format(time.RFC3339), roundDuration(s.Expiration.Sub(now)))
+			exp = fmt.Sprintf(", expires %s (in %s)", s.Expiration.Format(time.RFC3339), findings.RoundDuration(s.Expiration.Sub(now)))
 		}
 		row(2, "assume", "ok: %s%s", joinNonEmpty(", ", s.AssumedRoleARN, "key "+s.AccessKeyID), exp)
 		if s.CallerError != "" {

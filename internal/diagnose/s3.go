@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"strings"
 	"time"
 
@@ -93,9 +94,9 @@ func s3Probe(ctx context.Context, client *s3.Client, bucket, key string, timeout
 
 // s3Findings explains the failed probes: one finding for all refused actions, with the
 // permission policy statements that would allow them, and one for each other kind of failure.
-func s3Findings(res *S3Result, errs []error, roleARN, region string, timeout time.Duration) []Finding {
+func s3Findings(res *S3Result, errs []error, roleARN, region string, timeout time.Duration) []findings.Finding {
 	var denied []string
-	var out []Finding
+	var out []findings.Finding
 	seen := map[string]bool{}
 	putOK := false
 	for _, a := range res.Actions {
@@ -109,9 +110,9 @@ func s3Findings(res *S3Result, errs []error, roleARN, region string, timeout tim
 		leftBehind = leftBehind || (a.Action == policy.ActionDeleteObject && putOK)
 		var apiErr smithy.APIError
 		if !errors.As(errs[i], &apiErr) {
-			if !seen[IDS3Unreachable] {
-				seen[IDS3Unreachable] = true
-				out = append(out, unreachableFinding(errs[i], IDS3Unreachable, "S3", res.Endpoint, region, s3EndpointFlags, timeout))
+			if !seen[findings.IDS3Unreachable] {
+				seen[findings.IDS3Unreachable] = true
+				out = append(out, unreachableFinding(errs[i], findings.IDS3Unreachable, "S3", res.Endpoint, region, s3EndpointFlags, timeout))
 			}
 			continue
 		}
@@ -119,20 +120,20 @@ func s3Findings(res *S3Result, errs []error, roleARN, region string, timeout tim
 		case "AccessDenied", "AllAccessDisabled", "Forbidden":
 			denied = append(denied, a.Action)
 		case "NoSuchBucket":
-			if !seen[IDS3NoSuchBucket] {
-				seen[IDS3NoSuchBucket] = true
-				out = append(out, Finding{
-					ID:       IDS3NoSuchBucket,
-					Severity: SeverityError,
+			if !seen[findings.IDS3NoSuchBucket] {
+				seen[findings.IDS3NoSuchBucket] = true
+				out = append(out, findings.Finding{
+					ID:       findings.IDS3NoSuchBucket,
+					Severity: findings.SeverityError,
 					What:     fmt.Sprintf("bucket %s does not exist at %s", res.Bucket, res.Endpoint),
 					Why:      "the workload's uploads would fail the same way",
 					Fix:      fmt.Sprintf("check the bucket name given to --probe-s3 and the workload, and the region (%s) or %s", valueOr(region, "unset"), s3EndpointFlags),
 				})
 			}
 		default:
-			out = append(out, Finding{
-				ID:       IDS3Error,
-				Severity: SeverityError,
+			out = append(out, findings.Finding{
+				ID:       findings.IDS3Error,
+				Severity: findings.SeverityError,
 				What:     fmt.Sprintf("%s on bucket %s failed: %s: %s", a.Action, res.Bucket, a.Code, a.Message),
 				Why:      "the workload's calls would fail the same way",
 				Fix:      fmt.Sprintf("look up %s in the S3 API reference for %s", a.Code, a.Action),
@@ -150,9 +151,9 @@ func s3Findings(res *S3Result, errs []error, roleARN, region string, timeout tim
 		if leftBehind {
 			what += fmt.Sprintf(" (the probe object %s was left in the bucket)", res.Key)
 		}
-		out = append([]Finding{{
-			ID:       IDS3AccessDenied,
-			Severity: SeverityError,
+		out = append([]findings.Finding{{
+			ID:       findings.IDS3AccessDenied,
+			Severity: findings.SeverityError,
 			What:     what,
 			Why: "STS accepted the token, so the trust setup works, but the role's permission policy (or the " +
 				"bucket's policy) does not grant these actions",

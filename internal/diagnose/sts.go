@@ -1,11 +1,11 @@
 package diagnose
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"net"
 	"net/url"
 	"strings"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/policy"
 )
@@ -39,10 +40,10 @@ const (
 // stsFinding turns a failed AssumeRoleWithWebIdentity into a finding. AWS and SeaweedFS differ
 // in codes for the same fault (SeaweedFS answers a wrong audience or a bad signature with
 // InvalidParameterValue where AWS says InvalidIdentityToken), so both map to sts-invalid-token.
-func stsFinding(err error, tc trustContext) Finding {
+func stsFinding(err error, tc trustContext) findings.Finding {
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) {
-		return unreachableFinding(err, IDSTSUnreachable, "STS", tc.endpoint, tc.region, stsEndpointFlags, tc.timeout)
+		return unreachableFinding(err, findings.IDSTSUnreachable, "STS", tc.endpoint, tc.region, stsEndpointFlags, tc.timeout)
 	}
 	code := apiErr.ErrorCode()
 	answer := code
@@ -68,9 +69,9 @@ func stsFinding(err error, tc trustContext) Finding {
 		return accessDeniedFinding(tc, answer)
 	case "IDPCommunicationError":
 		iss := issuerOf(tc.claims)
-		return Finding{
-			ID:       IDSTSIDPUnreachable,
-			Severity: SeverityError,
+		return findings.Finding{
+			ID:       findings.IDSTSIDPUnreachable,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("STS could not fetch the signing keys of issuer %s (%s)", iss, answer),
 			Why:      "STS checks the token's signature with the keys the issuer publishes, which it fetches over the internet",
 			Fix: fmt.Sprintf("make %s and the jwks_uri it names reachable from the internet over https with a publicly "+
@@ -78,9 +79,9 @@ func stsFinding(err error, tc trustContext) Finding {
 		}
 	case "RegionDisabledException":
 		_, account, _ := parseRoleARN(tc.roleARN)
-		return Finding{
-			ID:       IDSTSRegionDisabled,
-			Severity: SeverityError,
+		return findings.Finding{
+			ID:       findings.IDSTSRegionDisabled,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("STS is not active in region %s for account %s (%s)", tc.region, account, answer),
 			Why:      "STS issues credentials only in regions activated for the account",
 			Fix: fmt.Sprintf("activate region %s under IAM > Account settings > Security Token Service (STS) > Endpoints, "+
@@ -88,9 +89,9 @@ func stsFinding(err error, tc trustContext) Finding {
 		}
 	case "ValidationError":
 		_, _, name := parseRoleARN(tc.roleARN)
-		return Finding{
-			ID:       IDSTSRequestInvalid,
-			Severity: SeverityError,
+		return findings.Finding{
+			ID:       findings.IDSTSRequestInvalid,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("STS refused the request (%s)", answer),
 			Why:      "STS refuses a session duration above the role's maximum session duration (1h unless raised)",
 			Fix: fmt.Sprintf("lower --duration / CREDSIDECAR_DURATION (now %s) or raise the role's limit: "+
@@ -98,26 +99,26 @@ func stsFinding(err error, tc trustContext) Finding {
 				tc.duration, policy.ShellQuote(name), int(tc.duration.Seconds())),
 		}
 	case "MalformedPolicyDocument", "PackedPolicyTooLarge", "JWTPayloadSizeExceededException":
-		return Finding{
-			ID:       IDSTSRequestInvalid,
-			Severity: SeverityError,
+		return findings.Finding{
+			ID:       findings.IDSTSRequestInvalid,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("STS refused the request (%s)", answer),
 			Why:      "STS checks the size of the token and of session policies before anything else",
 			Fix:      "project a plain service-account token (no extra claims) and pass no session policy",
 		}
 	}
 	if creds.Classify(err) == creds.Retry {
-		return Finding{
-			ID:       IDSTSUnavailable,
-			Severity: SeverityError,
+		return findings.Finding{
+			ID:       findings.IDSTSUnavailable,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("STS at %s did not serve the request (%s)", tc.endpoint, answer),
 			Why:      "throttling and server-side failures are transient; the sidecar retries them with backoff",
 			Fix:      "run the check again in a minute; if it persists, check the status of STS in region " + valueOr(tc.region, "(unset)"),
 		}
 	}
-	return Finding{
-		ID:       IDSTSError,
-		Severity: SeverityError,
+	return findings.Finding{
+		ID:       findings.IDSTSError,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("STS refused AssumeRoleWithWebIdentity (%s)", answer),
 		Why:      "no credentials can be issued until STS accepts the request",
 		Fix:      fmt.Sprintf("look up %s in the STS AssumeRoleWithWebIdentity API reference", code),
@@ -130,19 +131,19 @@ func tokenRejected(msg string) bool {
 	return strings.Contains(m, "web identity token") || strings.Contains(m, "jwks") || strings.Contains(m, "signature")
 }
 
-func invalidTokenFinding(tc trustContext, answer string) Finding {
+func invalidTokenFinding(tc trustContext, answer string) findings.Finding {
 	iss, aud := issuerOf(tc.claims), ""
 	var prefix string
 	if tc.claims != nil {
-		aud = wantAudience(tc.claims)
+		aud = findings.WantAudience(tc.claims)
 		if len(tc.claims.Audience) != 1 {
 			prefix = fmt.Sprintf("set `audience: %s` on the projected serviceAccountToken, then ", aud)
 		}
 	}
 	partition, account, _ := parseRoleARN(tc.roleARN)
-	return Finding{
-		ID:       IDSTSInvalidToken,
-		Severity: SeverityError,
+	return findings.Finding{
+		ID:       findings.IDSTSInvalidToken,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("STS refused the token of issuer %s with audience %s (%s)", iss, audienceText(tc.claims), answer),
 		Why: "STS accepts only tokens whose issuer is registered as an IAM OIDC provider, whose audience is one of " +
 			"that provider's client ids, and whose signature verifies with a key the issuer publishes",
@@ -155,12 +156,12 @@ func invalidTokenFinding(tc trustContext, answer string) Finding {
 	}
 }
 
-func accessDeniedFinding(tc trustContext, answer string) Finding {
+func accessDeniedFinding(tc trustContext, answer string) findings.Finding {
 	iss, sub, aud := issuerOf(tc.claims), "", ""
 	ns, sa := "", ""
 	if tc.claims != nil {
-		sub, aud = tc.claims.Subject, wantAudience(tc.claims)
-		ns, sa = serviceAccountOf(tc.claims)
+		sub, aud = tc.claims.Subject, findings.WantAudience(tc.claims)
+		ns, sa = findings.ServiceAccountOf(tc.claims)
 	}
 	partition, account, name := parseRoleARN(tc.roleARN)
 	cmd := fmt.Sprintf("sidecar policy --issuer %s --namespace %s --service-account %s --account %s",
@@ -175,9 +176,9 @@ func accessDeniedFinding(tc trustContext, answer string) Finding {
 	if partition != "" && partition != policy.DefaultPartition {
 		cmd += " --partition " + partition
 	}
-	return Finding{
-		ID:       IDSTSAccessDenied,
-		Severity: SeverityError,
+	return findings.Finding{
+		ID:       findings.IDSTSAccessDenied,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("STS denied AssumeRoleWithWebIdentity on %s for sub %q (%s)", tc.roleARN, sub, answer),
 		Why: "the role's trust policy decides which tokens may assume it: its Federated principal must be the OIDC " +
 			"provider of the token's issuer and its :sub and :aud conditions must equal the token's claims exactly",
@@ -189,27 +190,27 @@ func accessDeniedFinding(tc trustContext, answer string) Finding {
 	}
 }
 
-func expiredFinding(tc trustContext, answer string) Finding {
+func expiredFinding(tc trustContext, answer string) findings.Finding {
 	what := fmt.Sprintf("STS refused the token as expired (%s)", answer)
 	aud := "<issuer URL>/"
 	if tc.claims != nil {
-		aud = wantAudience(tc.claims)
+		aud = findings.WantAudience(tc.claims)
 		if !tc.claims.Expiry.IsZero() {
 			what += fmt.Sprintf("; it expired at %s", tc.claims.Expiry.UTC().Format(time.RFC3339))
 		}
 	}
-	return Finding{
-		ID:       IDSTSExpiredToken,
-		Severity: SeverityError,
+	return findings.Finding{
+		ID:       findings.IDSTSExpiredToken,
+		Severity: findings.SeverityError,
 		What:     what,
 		Why:      "the kubelet replaces a projected token before it expires, so an expired one is a copy that is never refreshed, or the node's clock is wrong",
-		Fix:      projectedVolumeFix(aud) + "; if it is projected, check the node's clock and the kubelet",
+		Fix:      findings.ProjectedVolumeFix(aud) + "; if it is projected, check the node's clock and the kubelet",
 	}
 }
 
 // unreachableFinding explains a request that got no answer: which endpoint, in which region, and
 // whether DNS, the connection, TLS or time failed.
-func unreachableFinding(err error, id, service, endpoint, region, flags string, timeout time.Duration) Finding {
+func unreachableFinding(err error, id, service, endpoint, region, flags string, timeout time.Duration) findings.Finding {
 	host := endpoint
 	if u, perr := url.Parse(endpoint); perr == nil && u.Host != "" {
 		host = u.Host
@@ -224,9 +225,9 @@ func unreachableFinding(err error, id, service, endpoint, region, flags string, 
 	} else {
 		fix += fmt.Sprintf("; the endpoint comes from %s", flags)
 	}
-	return Finding{
+	return findings.Finding{
 		ID:       id,
-		Severity: SeverityError,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("cannot reach %s at %s: %s", service, where, kind),
 		Why:      fmt.Sprintf("without an answer from %s nothing can be checked or issued", service),
 		Fix:      fix,
@@ -264,7 +265,7 @@ func describeNetError(err error, host string, timeout time.Duration) (kind, fix 
 	case errors.As(err, &recordErr):
 		return "TLS: the server did not answer with TLS",
 			fmt.Sprintf("%s speaks plain http on that port: use an http:// URL or the https port", host)
-	case isTimeout(err):
+	case creds.IsTimeout(err):
 		t := "in time"
 		if timeout > 0 {
 			t = "within " + timeout.String()
@@ -280,26 +281,13 @@ func describeNetError(err error, host string, timeout time.Duration) (kind, fix 
 	return scrub(err.Error(), nil), ""
 }
 
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// parseRoleARN splits arn:<partition>:iam::<account>:role/<path/><name>; parts it cannot find
-// are empty.
+// parseRoleARN takes a role ARN apart with awsarn; parts it cannot find are empty.
 func parseRoleARN(arn string) (partition, account, name string) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	a, err := awsarn.Parse(arn)
+	if err != nil {
 		return "", "", ""
 	}
-	res := parts[5]
-	if i := strings.LastIndexByte(res, '/'); i >= 0 {
-		name = res[i+1:]
-	}
-	return parts[1], parts[4], name
+	return a.Partition, a.Account, a.Name()
 }
 
 func issuerOf(c *creds.TokenClaims) string {
@@ -316,7 +304,7 @@ func audienceText(c *creds.TokenClaims) string {
 	if len(c.Audience) == 1 {
 		return fmt.Sprintf("%q", c.Audience[0])
 	}
-	return quoteList(c.Audience)
+	return findings.QuoteList(c.Audience)
 }
 
 func discoveryURL(iss string) string {
@@ -336,14 +324,7 @@ const maxMessage = 300
 // scrub removes any copy of the token, or of its longer segments, from a message a server sent
 // back, collapses it to one line and bounds its length.
 func scrub(msg string, token []byte) string {
-	if len(token) > 0 {
-		msg = strings.ReplaceAll(msg, string(token), "[token]")
-		for _, seg := range strings.Split(string(token), ".") {
-			if len(seg) >= 16 {
-				msg = strings.ReplaceAll(msg, seg, "[token]")
-			}
-		}
-	}
+	msg = creds.RedactToken(msg, string(token))
 	msg = strings.Join(strings.Fields(msg), " ")
 	if len(msg) > maxMessage {
 		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "..."

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/findings"
+	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 	"net"
 	"net/http"
 	"net/url"
@@ -54,119 +56,119 @@ func TestSTSFinding(t *testing.T) {
 		name   string
 		err    error
 		expire bool // the token expired an hour ago; else it is a minute old
-		want   want
+		want   claimstest.Want
 	}{
 		{
 			name: "AWS: issuer not registered",
 			err:  apiError(op, "InvalidIdentityToken", "No OpenIDConnect provider found in your account for "+testIssuer, 400),
-			want: want{id: IDSTSInvalidToken, severity: SeverityError,
-				fixHas: []string{
+			want: claimstest.Want{ID: findings.IDSTSInvalidToken, Severity: findings.SeverityError,
+				FixHas: []string{
 					"aws iam create-open-id-connect-provider --url " + testIssuer + " --client-id-list " + testIssuer,
 					"--open-id-connect-provider-arn arn:aws:iam::111122223333:oidc-provider/" + providerPath + " --client-id " + testIssuer,
 				},
-				whatHas: []string{"InvalidIdentityToken: No OpenIDConnect provider found"}},
+				WhatHas: []string{"InvalidIdentityToken: No OpenIDConnect provider found"}},
 		},
 		{
 			name: "SeaweedFS: wrong audience as InvalidParameterValue",
 			err:  apiError(op, "InvalidParameterValue", "invalid token audience: token audience matches none of the configured client IDs", 400),
-			want: want{id: IDSTSInvalidToken, severity: SeverityError, fixHas: []string{"--client-id-list " + testIssuer}},
+			want: claimstest.Want{ID: findings.IDSTSInvalidToken, Severity: findings.SeverityError, FixHas: []string{"--client-id-list " + testIssuer}},
 		},
 		{
 			name: "SeaweedFS: unknown signing key as AccessDenied",
 			err:  apiError(op, "AccessDenied", "failed to validate web identity token: key with ID abc not found in JWKS after refresh", 403),
-			want: want{id: IDSTSInvalidToken, severity: SeverityError, fixHas: []string{"JWKS", testIssuer + ".well-known/openid-configuration"}},
+			want: claimstest.Want{ID: findings.IDSTSInvalidToken, Severity: findings.SeverityError, FixHas: []string{"JWKS", testIssuer + ".well-known/openid-configuration"}},
 		},
 		{
 			name: "IDPRejectedClaim",
 			err:  apiError(op, "IDPRejectedClaim", "rejected", 403),
-			want: want{id: IDSTSInvalidToken, severity: SeverityError},
+			want: claimstest.Want{ID: findings.IDSTSInvalidToken, Severity: findings.SeverityError},
 		},
 		{
 			name:   "InvalidIdentityToken for a token that has expired",
 			err:    apiError(op, "InvalidIdentityToken", "Token expired", 400),
 			expire: true,
-			want:   want{id: IDSTSExpiredToken, severity: SeverityError, fixHas: []string{"projected volume"}, whatHas: []string{"expired at"}},
+			want:   claimstest.Want{ID: findings.IDSTSExpiredToken, Severity: findings.SeverityError, FixHas: []string{"projected volume"}, WhatHas: []string{"expired at"}},
 		},
 		{
 			name: "ExpiredTokenException",
 			err:  apiError(op, "ExpiredTokenException", "Token expired: current date/time 1764000000 must be before the expiration date/time", 400),
-			want: want{id: IDSTSExpiredToken, severity: SeverityError, fixHas: []string{"serviceAccountToken"}},
+			want: claimstest.Want{ID: findings.IDSTSExpiredToken, Severity: findings.SeverityError, FixHas: []string{"serviceAccountToken"}},
 		},
 		{
 			name: "AWS: trust policy refuses the token",
 			err:  apiError(op, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity", 403),
-			want: want{id: IDSTSAccessDenied, severity: SeverityError,
-				fixHas: []string{
+			want: claimstest.Want{ID: findings.IDSTSAccessDenied, Severity: findings.SeverityError,
+				FixHas: []string{
 					`"` + providerPath + `:sub": "system:serviceaccount:default:workload-sa"`,
 					`"` + providerPath + `:aud": "` + testIssuer + `"`,
 					`"Federated": "arn:aws:iam::111122223333:oidc-provider/` + providerPath + `"`,
 					"sidecar policy --issuer " + testIssuer + " --namespace default --service-account workload-sa --account 111122223333`",
 					"aws iam update-assume-role-policy --role-name AKS-S3-Access-Role",
 				},
-				whatHas: []string{testRole, "system:serviceaccount:default:workload-sa"}},
+				WhatHas: []string{testRole, "system:serviceaccount:default:workload-sa"}},
 		},
 		{
 			name: "IDPCommunicationError",
 			err:  apiError(op, "IDPCommunicationError", "Couldn't retrieve verification key from your identity provider", 400),
-			want: want{id: IDSTSIDPUnreachable, severity: SeverityError, fixHas: []string{testIssuer + ".well-known/openid-configuration"}},
+			want: claimstest.Want{ID: findings.IDSTSIDPUnreachable, Severity: findings.SeverityError, FixHas: []string{testIssuer + ".well-known/openid-configuration"}},
 		},
 		{
 			name: "RegionDisabledException",
 			err:  apiError(op, "RegionDisabledException", "STS is not activated in this region", 403),
-			want: want{id: IDSTSRegionDisabled, severity: SeverityError, fixHas: []string{"activate region eu-west-1", "--region"}, whatHas: []string{"111122223333"}},
+			want: claimstest.Want{ID: findings.IDSTSRegionDisabled, Severity: findings.SeverityError, FixHas: []string{"activate region eu-west-1", "--region"}, WhatHas: []string{"111122223333"}},
 		},
 		{
 			name: "ValidationError on the duration",
 			err:  apiError(op, "ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.", 400),
-			want: want{id: IDSTSRequestInvalid, severity: SeverityError, fixHas: []string{"--max-session-duration 7200", "--role-name AKS-S3-Access-Role", "now 2h0m0s"}},
+			want: claimstest.Want{ID: findings.IDSTSRequestInvalid, Severity: findings.SeverityError, FixHas: []string{"--max-session-duration 7200", "--role-name AKS-S3-Access-Role", "now 2h0m0s"}},
 		},
 		{
 			name: "throttled",
 			err:  apiError(op, "Throttling", "Rate exceeded", 400),
-			want: want{id: IDSTSUnavailable, severity: SeverityError, whatHas: []string{"Throttling: Rate exceeded"}},
+			want: claimstest.Want{ID: findings.IDSTSUnavailable, Severity: findings.SeverityError, WhatHas: []string{"Throttling: Rate exceeded"}},
 		},
 		{
 			name: "server error",
 			err:  apiError(op, "InternalFailure", "oops", 500),
-			want: want{id: IDSTSUnavailable, severity: SeverityError},
+			want: claimstest.Want{ID: findings.IDSTSUnavailable, Severity: findings.SeverityError},
 		},
 		{
 			name: "unknown code",
 			err:  apiError(op, "SomethingNew", "new failure", 400),
-			want: want{id: IDSTSError, severity: SeverityError, fixHas: []string{"SomethingNew"}},
+			want: claimstest.Want{ID: findings.IDSTSError, Severity: findings.SeverityError, FixHas: []string{"SomethingNew"}},
 		},
 		{
 			name: "DNS failure",
 			err:  sendError(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Name: "sts.eu-west-9.amazonaws.com", Err: "no such host", IsNotFound: true}}),
-			want: want{id: IDSTSUnreachable, severity: SeverityError,
-				whatHas: []string{"https://sts.eu-west-1.amazonaws.com (region eu-west-1)", "DNS lookup of sts.eu-west-9.amazonaws.com failed"},
-				fixHas:  []string{"sts.eu-west-9.amazonaws.com", "--sts-endpoint / AWS_ENDPOINT_URL_STS"}},
+			want: claimstest.Want{ID: findings.IDSTSUnreachable, Severity: findings.SeverityError,
+				WhatHas: []string{"https://sts.eu-west-1.amazonaws.com (region eu-west-1)", "DNS lookup of sts.eu-west-9.amazonaws.com failed"},
+				FixHas:  []string{"sts.eu-west-9.amazonaws.com", "--sts-endpoint / AWS_ENDPOINT_URL_STS"}},
 		},
 		{
 			name: "connection refused",
 			err: sendError(&net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
 				Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}),
-			want: want{id: IDSTSUnreachable, severity: SeverityError, whatHas: []string{"refused"}, fixHas: []string{"nothing listens at sts.eu-west-1.amazonaws.com"}},
+			want: claimstest.Want{ID: findings.IDSTSUnreachable, Severity: findings.SeverityError, WhatHas: []string{"refused"}, FixHas: []string{"nothing listens at sts.eu-west-1.amazonaws.com"}},
 		},
 		{
 			name: "untrusted certificate",
 			err:  sendError(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}),
-			want: want{id: IDSTSUnreachable, severity: SeverityError, whatHas: []string{"TLS", "unknown authority"}, fixHas: []string{"SSL_CERT_FILE"}},
+			want: claimstest.Want{ID: findings.IDSTSUnreachable, Severity: findings.SeverityError, WhatHas: []string{"TLS", "unknown authority"}, FixHas: []string{"SSL_CERT_FILE"}},
 		},
 		{
 			name: "https URL on a plain http port",
 			err:  sendError(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}),
-			want: want{id: IDSTSUnreachable, severity: SeverityError, whatHas: []string{"did not answer with TLS"}, fixHas: []string{"http://"}},
+			want: claimstest.Want{ID: findings.IDSTSUnreachable, Severity: findings.SeverityError, WhatHas: []string{"did not answer with TLS"}, FixHas: []string{"http://"}},
 		},
 		{
 			name: "timeout",
 			err:  fmt.Errorf("operation error STS: AssumeRoleWithWebIdentity: %w", context.DeadlineExceeded),
-			want: want{id: IDSTSUnreachable, severity: SeverityError, whatHas: []string{"no answer within 10s"}, fixHas: []string{"egress"}},
+			want: claimstest.Want{ID: findings.IDSTSUnreachable, Severity: findings.SeverityError, WhatHas: []string{"no answer within 10s"}, FixHas: []string{"egress"}},
 		},
 		{
 			name: "a message echoing the token is scrubbed",
 			err:  apiError(op, "InvalidIdentityToken", "bad token "+token+" rejected", 400),
-			want: want{id: IDSTSInvalidToken, severity: SeverityError, whatHas: []string{"bad token [token] rejected"}},
+			want: claimstest.Want{ID: findings.IDSTSInvalidToken, Severity: findings.SeverityError, WhatHas: []string{"bad token [token] rejected"}},
 		},
 	}
 	for _, tt := range tests {
@@ -180,7 +182,7 @@ func TestSTSFinding(t *testing.T) {
 				region: "eu-west-1", duration: 2 * time.Hour, timeout: 10 * time.Second, now: testNow,
 			}
 			f := stsFinding(tt.err, tc)
-			checkFindings(t, []Finding{f}, []want{tt.want})
+			claimstest.Check(t, []findings.Finding{f}, []claimstest.Want{tt.want})
 			for _, part := range strings.Split(token, ".") {
 				if strings.Contains(f.String(), part) {
 					t.Errorf("finding contains part of the token: %s", f)
@@ -198,7 +200,7 @@ func TestS3Findings(t *testing.T) {
 		name    string
 		actions []S3Action
 		errs    []error
-		want    []want
+		want    []claimstest.Want
 	}{
 		{
 			name:    "all allowed",
@@ -210,44 +212,44 @@ func TestS3Findings(t *testing.T) {
 			actions: []S3Action{{Action: "s3:ListBucket", Code: "AccessDenied"}, {Action: "s3:PutObject", OK: true},
 				{Action: "s3:DeleteObject", OK: true}},
 			errs: []error{denied("ListObjectsV2"), nil, nil},
-			want: []want{{id: IDS3AccessDenied, severity: SeverityError,
-				fixHas:  []string{`{"Sid":"ListBucket","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::my-bucket"}`, "--bucket my-bucket"},
-				whatHas: []string{"may not s3:ListBucket on bucket my-bucket"}}},
+			want: []claimstest.Want{{ID: findings.IDS3AccessDenied, Severity: findings.SeverityError,
+				FixHas:  []string{`{"Sid":"ListBucket","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::my-bucket"}`, "--bucket my-bucket"},
+				WhatHas: []string{"may not s3:ListBucket on bucket my-bucket"}}},
 		},
 		{
 			name: "put and delete denied",
 			actions: []S3Action{{Action: "s3:ListBucket", OK: true}, {Action: "s3:PutObject", Code: "AccessDenied"},
 				{Action: "s3:DeleteObject", Code: "AccessDenied"}},
 			errs: []error{nil, denied("PutObject"), denied("DeleteObject")},
-			want: []want{{id: IDS3AccessDenied, severity: SeverityError,
-				fixHas: []string{`"Action":["s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::my-bucket/*"`}}},
+			want: []claimstest.Want{{ID: findings.IDS3AccessDenied, Severity: findings.SeverityError,
+				FixHas: []string{`"Action":["s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::my-bucket/*"`}}},
 		},
 		{
 			name: "delete denied after a successful put leaves the object",
 			actions: []S3Action{{Action: "s3:ListBucket", OK: true}, {Action: "s3:PutObject", OK: true},
 				{Action: "s3:DeleteObject", Code: "AccessDenied"}},
 			errs: []error{nil, nil, denied("DeleteObject")},
-			want: []want{{id: IDS3AccessDenied, severity: SeverityError, whatHas: []string{"probe object credsidecar-check/x.txt was left"}}},
+			want: []claimstest.Want{{ID: findings.IDS3AccessDenied, Severity: findings.SeverityError, WhatHas: []string{"probe object credsidecar-check/x.txt was left"}}},
 		},
 		{
 			name: "no such bucket",
 			actions: []S3Action{{Action: "s3:ListBucket", Code: "NoSuchBucket"}, {Action: "s3:PutObject", Code: "NoSuchBucket"},
 				{Action: "s3:DeleteObject", Code: "NoSuchBucket"}},
 			errs: []error{apiError("ListObjectsV2", "NoSuchBucket", "", 404), apiError("PutObject", "NoSuchBucket", "", 404), apiError("DeleteObject", "NoSuchBucket", "", 404)},
-			want: []want{{id: IDS3NoSuchBucket, severity: SeverityError, whatHas: []string{"my-bucket"}}},
+			want: []claimstest.Want{{ID: findings.IDS3NoSuchBucket, Severity: findings.SeverityError, WhatHas: []string{"my-bucket"}}},
 		},
 		{
 			name: "unreachable",
 			actions: []S3Action{{Action: "s3:ListBucket", Code: "NoAnswer"}, {Action: "s3:PutObject", Code: "NoAnswer"},
 				{Action: "s3:DeleteObject", Code: "NoAnswer"}},
 			errs: []error{sendError(os.NewSyscallError("connect", syscall.ECONNREFUSED)), sendError(syscall.ECONNREFUSED), sendError(syscall.ECONNREFUSED)},
-			want: []want{{id: IDS3Unreachable, severity: SeverityError, whatHas: []string{"S3 at http://127.0.0.1:9/my-bucket"}, fixHas: []string{"--s3-endpoint"}}},
+			want: []claimstest.Want{{ID: findings.IDS3Unreachable, Severity: findings.SeverityError, WhatHas: []string{"S3 at http://127.0.0.1:9/my-bucket"}, FixHas: []string{"--s3-endpoint"}}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := &S3Result{Bucket: "my-bucket", Endpoint: "http://127.0.0.1:9/my-bucket", Key: "credsidecar-check/x.txt", Actions: tt.actions}
-			checkFindings(t, s3Findings(res, tt.errs, testRole, "eu-west-1", 10*time.Second), tt.want)
+			claimstest.Check(t, s3Findings(res, tt.errs, testRole, "eu-west-1", 10*time.Second), tt.want)
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"io"
 	"log"
 	"net"
@@ -86,7 +87,7 @@ func run(t *testing.T, env map[string]string, args ...string) (*Report, int) {
 }
 
 // find returns the finding with id, failing t when there is none.
-func find(t *testing.T, r *Report, id string) Finding {
+func find(t *testing.T, r *Report, id string) findings.Finding {
 	t.Helper()
 	for _, f := range r.Findings {
 		if f.ID == id {
@@ -94,7 +95,7 @@ func find(t *testing.T, r *Report, id string) Finding {
 		}
 	}
 	t.Fatalf("no %s finding; findings: %+v", id, r.Findings)
-	return Finding{}
+	return findings.Finding{}
 }
 
 func contains(t *testing.T, what, s string, subs ...string) {
@@ -146,7 +147,7 @@ func TestCheckOnTestbed(t *testing.T) {
 		tokenPath := b.projected(t, testbed.TokenRequest{})
 		wrong := filepath.Join(filepath.Dir(tokenPath), "azure-identity-token")
 		r, code := run(t, b.env(wrong))
-		f := find(t, r, IDTokenMissing)
+		f := find(t, r, findings.IDTokenMissing)
 		if code != 1 || r.STS.Called {
 			t.Errorf("exit %d, sts called %v", code, r.STS.Called)
 		}
@@ -157,30 +158,30 @@ func TestCheckOnTestbed(t *testing.T) {
 	// Case 2: the token was projected without `audience:`.
 	t.Run("2 multiple audiences, one of them registered", func(t *testing.T) {
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{Audiences: iss.ClusterAudiences()})))
-		f := find(t, r, IDTokenMultipleAudiences)
+		f := find(t, r, findings.IDTokenMultipleAudiences)
 		// SeaweedFS accepts a token when any audience is a client id; AWS's :aud condition does not,
 		// hence a warning that does not fail the check.
-		if f.Severity != SeverityWarning || code != 0 || !r.STS.OK {
+		if f.Severity != findings.SeverityWarning || code != 0 || !r.STS.OK {
 			t.Errorf("severity %s, exit %d, sts ok %v", f.Severity, code, r.STS.OK)
 		}
 		contains(t, "fix", f.Fix, "audience: "+iss.Audience())
 	})
 	t.Run("2 multiple audiences, none registered", func(t *testing.T) {
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{Audiences: iss.ClusterAudiences()[1:]})))
-		f := find(t, r, IDTokenMultipleAudiences)
-		if f.Severity != SeverityError || code != 1 {
+		f := find(t, r, findings.IDTokenMultipleAudiences)
+		if f.Severity != findings.SeverityError || code != 1 {
 			t.Errorf("severity %s, exit %d", f.Severity, code)
 		}
 		contains(t, "fix", f.Fix, "audience: "+iss.Audience())
-		contains(t, "sts fix", find(t, r, IDSTSInvalidToken).Fix, "audience: "+iss.Audience(), "--client-id-list "+iss.Audience())
+		contains(t, "sts fix", find(t, r, findings.IDSTSInvalidToken).Fix, "audience: "+iss.Audience(), "--client-id-list "+iss.Audience())
 	})
 
 	// Case 3: audience and issuer differ by the trailing slash.
 	t.Run("3 audience without the trailing slash", func(t *testing.T) {
 		noSlash := strings.TrimSuffix(iss.URL(), "/")
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{Audiences: []string{noSlash}})))
-		f := find(t, r, IDAudienceTrailingSlash)
-		if f.Severity != SeverityError || code != 1 || r.STS.Code != "InvalidParameterValue" {
+		f := find(t, r, findings.IDAudienceTrailingSlash)
+		if f.Severity != findings.SeverityError || code != 1 || r.STS.Code != "InvalidParameterValue" {
 			t.Errorf("severity %s, exit %d, sts code %s", f.Severity, code, r.STS.Code)
 		}
 		contains(t, "fix", f.Fix, "audience: "+iss.URL(), "exactly "+noSlash)
@@ -189,21 +190,21 @@ func TestCheckOnTestbed(t *testing.T) {
 	// Case 4: a copied token that nobody rotates.
 	t.Run("4 token expired", func(t *testing.T) {
 		r, code := run(t, b.env(b.copied(t, testbed.TokenRequest{IssuedAt: time.Now().Add(-2 * time.Hour)})))
-		f := find(t, r, IDTokenExpired)
+		f := find(t, r, findings.IDTokenExpired)
 		if code != 1 || r.STS.Code != "ExpiredTokenException" {
 			t.Errorf("exit %d, sts code %s", code, r.STS.Code)
 		}
 		contains(t, "fix", f.Fix, "projected volume", "audience: \""+iss.Audience()+"\"")
 		for _, g := range r.Findings {
-			if g.ID == IDSTSExpiredToken {
+			if g.ID == findings.IDSTSExpiredToken {
 				t.Errorf("STS's verdict repeats token-expired: %+v", g)
 			}
 		}
 	})
 	t.Run("4 token past its rotation point", func(t *testing.T) {
 		r, code := run(t, b.env(b.copied(t, testbed.TokenRequest{IssuedAt: time.Now().Add(-55 * time.Minute)})))
-		f := find(t, r, IDTokenExpiring)
-		if f.Severity != SeverityWarning || code != 0 || !r.STS.OK {
+		f := find(t, r, findings.IDTokenExpiring)
+		if f.Severity != findings.SeverityWarning || code != 0 || !r.STS.OK {
 			t.Errorf("severity %s, exit %d, sts ok %v", f.Severity, code, r.STS.OK)
 		}
 		contains(t, "fix", f.Fix, "projected volume", "expirationSeconds")
@@ -221,7 +222,7 @@ func TestCheckOnTestbed(t *testing.T) {
 	} {
 		t.Run("5 "+tc.name, func(t *testing.T) {
 			r, code := run(t, b.env(b.projected(t, tc.req)))
-			f := find(t, r, IDSTSInvalidToken)
+			f := find(t, r, findings.IDSTSInvalidToken)
 			if code != 1 {
 				t.Errorf("exit %d", code)
 			}
@@ -233,7 +234,7 @@ func TestCheckOnTestbed(t *testing.T) {
 	// Case 6: the trust policy names another service account.
 	t.Run("6 trust policy denies the service account", func(t *testing.T) {
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{ServiceAccount: "other-sa"})), "--probe-s3", b.weed.Bucket())
-		f := find(t, r, IDSTSAccessDenied)
+		f := find(t, r, findings.IDSTSAccessDenied)
 		if code != 1 || r.STS.Code != "AccessDenied" || r.S3 == nil || r.S3.Skipped == "" || len(r.S3.Actions) != 0 {
 			t.Errorf("exit %d, sts code %s, s3 %+v", code, r.STS.Code, r.S3)
 		}
@@ -246,7 +247,7 @@ func TestCheckOnTestbed(t *testing.T) {
 	// Case 7: credentials work, the bucket is not in the permission policy.
 	t.Run("7 S3 access denied", func(t *testing.T) {
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{})), "--probe-s3", deniedBucket)
-		f := find(t, r, IDS3AccessDenied)
+		f := find(t, r, findings.IDS3AccessDenied)
 		if code != 1 || !r.STS.OK {
 			t.Errorf("exit %d, sts ok %v", code, r.STS.OK)
 		}
@@ -265,7 +266,7 @@ func TestCheckOnTestbed(t *testing.T) {
 		env := b.env(b.projected(t, testbed.TokenRequest{}))
 		env["AWS_ENDPOINT_URL"] = endpoint
 		r, code := run(t, env, "--timeout", "5s")
-		f := find(t, r, IDSTSUnreachable)
+		f := find(t, r, findings.IDSTSUnreachable)
 		if code != 1 || r.STS.Code != "NoAnswer" {
 			t.Errorf("exit %d, sts code %s", code, r.STS.Code)
 		}
@@ -282,7 +283,7 @@ func TestCheckOnTestbed(t *testing.T) {
 		env := b.env(b.projected(t, testbed.TokenRequest{}))
 		env["AWS_ENDPOINT_URL_STS"] = srv.URL
 		r, code := run(t, env, "--timeout", "5s")
-		f := find(t, r, IDSTSUnreachable)
+		f := find(t, r, findings.IDSTSUnreachable)
 		if code != 1 {
 			t.Errorf("exit %d", code)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"io"
 	"io/fs"
 	"os"
@@ -40,7 +41,7 @@ type tokenInput struct {
 }
 
 // readTokenFile reads and decodes the token, or explains why it cannot. raw is trimmed.
-func readTokenFile(in tokenInput) (raw []byte, claims *creds.TokenClaims, problem *Finding) {
+func readTokenFile(in tokenInput) (raw []byte, claims *creds.TokenClaims, problem *findings.Finding) {
 	f, err := os.Open(in.path)
 	if err != nil {
 		return nil, nil, openProblem(in, err)
@@ -52,9 +53,9 @@ func readTokenFile(in tokenInput) (raw []byte, claims *creds.TokenClaims, proble
 	const limit = creds.MaxTokenSize + 64 // room for surrounding whitespace
 	raw, err = io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
-		return nil, nil, &Finding{
-			ID:       IDTokenUnreadable,
-			Severity: SeverityError,
+		return nil, nil, &findings.Finding{
+			ID:       findings.IDTokenUnreadable,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("cannot read the token file %s (%s): %s", in.path, in.source, pathErrText(err)),
 			Why:      "without the token nothing can be exchanged for credentials",
 			Fix:      "check the projected volume of the pod and that the node's kubelet is healthy",
@@ -71,10 +72,10 @@ func readTokenFile(in tokenInput) (raw []byte, claims *creds.TokenClaims, proble
 	return raw, claims, nil
 }
 
-func malformed(in tokenInput, problem string) *Finding {
-	return &Finding{
-		ID:       IDTokenMalformed,
-		Severity: SeverityError,
+func malformed(in tokenInput, problem string) *findings.Finding {
+	return &findings.Finding{
+		ID:       findings.IDTokenMalformed,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("the token file %s (%s) is not a usable token: %s", in.path, in.source, problem),
 		Why:      "STS accepts only a signed JWT from the cluster's service-account issuer",
 		Fix: fmt.Sprintf("point %s at the kubelet-projected serviceAccountToken file (<mountPath>/<path> of the "+
@@ -82,12 +83,12 @@ func malformed(in tokenInput, problem string) *Finding {
 	}
 }
 
-func openProblem(in tokenInput, err error) *Finding {
+func openProblem(in tokenInput, err error) *findings.Finding {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return &Finding{
-			ID:       IDTokenUnreadable,
-			Severity: SeverityError,
+		return &findings.Finding{
+			ID:       findings.IDTokenUnreadable,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("the token file %s (%s) is not readable by uid %d: permission denied", in.path, in.source, os.Getuid()),
 			Why:      "without the token nothing can be exchanged for credentials",
 			Fix: "set the pod's securityContext.fsGroup to the sidecar's group, or `defaultMode: 0444` on the " +
@@ -96,9 +97,9 @@ func openProblem(in tokenInput, err error) *Finding {
 	case errors.Is(err, fs.ErrNotExist):
 		return missingProblem(in)
 	default:
-		return &Finding{
-			ID:       IDTokenUnreadable,
-			Severity: SeverityError,
+		return &findings.Finding{
+			ID:       findings.IDTokenUnreadable,
+			Severity: findings.SeverityError,
 			What:     fmt.Sprintf("cannot open the token file %s (%s): %s", in.path, in.source, pathErrText(err)),
 			Why:      "without the token nothing can be exchanged for credentials",
 			Fix:      "check the projected volume's volumeMount and the node's kubelet",
@@ -109,7 +110,7 @@ func openProblem(in tokenInput, err error) *Finding {
 // missingProblem says what does exist near the configured path, so the mismatch between the
 // variable and the volumeMount shows: the deepest existing directory, what it holds, and any
 // token at a well-known path.
-func missingProblem(in tokenInput) *Finding {
+func missingProblem(in tokenInput) *findings.Finding {
 	dir, base := filepath.Dir(in.path), filepath.Base(in.path)
 	var what strings.Builder
 	if strings.HasPrefix(in.source, "-") {
@@ -157,9 +158,9 @@ func missingProblem(in tokenInput) *Finding {
 	if candidate != "" {
 		fix = fmt.Sprintf("set %s to %s if that is the projected token, or %s", in.source, candidate, fix)
 	}
-	return &Finding{
-		ID:       IDTokenMissing,
-		Severity: SeverityError,
+	return &findings.Finding{
+		ID:       findings.IDTokenMissing,
+		Severity: findings.SeverityError,
 		What:     what.String(),
 		Why: "the sidecar reads the token the kubelet projects, at the volumeMount's mountPath joined with the " +
 			"projected serviceAccountToken's path, and the configured path does not match them",
@@ -167,7 +168,7 @@ func missingProblem(in tokenInput) *Finding {
 	}
 }
 
-func dirProblem(in tokenInput) *Finding {
+func dirProblem(in tokenInput) *findings.Finding {
 	names := listDir(in.path)
 	fix := fmt.Sprintf("point %s at the token file inside the volume, <mountPath>/<path>", in.source)
 	for _, n := range names {
@@ -176,9 +177,9 @@ func dirProblem(in tokenInput) *Finding {
 			break
 		}
 	}
-	return &Finding{
-		ID:       IDTokenUnreadable,
-		Severity: SeverityError,
+	return &findings.Finding{
+		ID:       findings.IDTokenUnreadable,
+		Severity: findings.SeverityError,
 		What:     fmt.Sprintf("the token file %s (%s) is a directory holding %s", in.path, in.source, strings.Join(names, ", ")),
 		Why:      "the variable must name the token file, the volumeMount's mountPath joined with the serviceAccountToken's path",
 		Fix:      fix,

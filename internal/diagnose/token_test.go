@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/credsidecar/credsidecar/internal/findings"
+	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,7 +48,7 @@ func TestReadTokenFile(t *testing.T) {
 		// setup prepares dir and returns the configured path and the known paths.
 		setup  func(t *testing.T, dir string) (path string, known []string)
 		source string
-		want   *want // nil: the token is usable
+		want   *claimstest.Want // nil: the token is usable
 	}{
 		{
 			name: "usable token",
@@ -60,9 +62,9 @@ func TestReadTokenFile(t *testing.T) {
 				writeFile(t, filepath.Join(dir, "tokens", "token"), makeToken(t, aksClaims(time.Now())))
 				return filepath.Join(dir, "tokens", "azure-identity-token"), nil
 			},
-			want: &want{id: IDTokenMissing, severity: SeverityError,
-				whatHas: []string{"AWS_WEB_IDENTITY_TOKEN_FILE=", "azure-identity-token does not exist", "holds token"},
-				fixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/tokens/token", "mountPath: $DIR/tokens", "path: azure-identity-token"}},
+			want: &claimstest.Want{ID: findings.IDTokenMissing, Severity: findings.SeverityError,
+				WhatHas: []string{"AWS_WEB_IDENTITY_TOKEN_FILE=", "azure-identity-token does not exist", "holds token"},
+				FixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/tokens/token", "mountPath: $DIR/tokens", "path: azure-identity-token"}},
 		},
 		{
 			name: "volume mounted elsewhere, found at a well-known path",
@@ -70,9 +72,9 @@ func TestReadTokenFile(t *testing.T) {
 				known := writeFile(t, filepath.Join(dir, "var/run/secrets/eks.amazonaws.com/serviceaccount/token"), "x")
 				return filepath.Join(dir, "var/run/secrets/azure/tokens/azure-identity-token"), []string{known}
 			},
-			want: &want{id: IDTokenMissing, severity: SeverityError,
-				whatHas: []string{"deepest existing parent directory is $DIR/var/run/secrets", "a token file exists at $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
-				fixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "mountPath: $DIR/var/run/secrets/azure/tokens"}},
+			want: &claimstest.Want{ID: findings.IDTokenMissing, Severity: findings.SeverityError,
+				WhatHas: []string{"deepest existing parent directory is $DIR/var/run/secrets", "a token file exists at $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+				FixHas:  []string{"AWS_WEB_IDENTITY_TOKEN_FILE to $DIR/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "mountPath: $DIR/var/run/secrets/azure/tokens"}},
 		},
 		{
 			name:   "flag names a missing file in an empty directory",
@@ -80,9 +82,9 @@ func TestReadTokenFile(t *testing.T) {
 			setup: func(t *testing.T, dir string) (string, []string) {
 				return filepath.Join(dir, "token"), []string{}
 			},
-			want: &want{id: IDTokenMissing, severity: SeverityError,
-				whatHas: []string{"--token-file $DIR/token does not exist", "exists but is empty"},
-				fixHas:  []string{"mountPath: $DIR", "path: token", "point --token-file at"}},
+			want: &claimstest.Want{ID: findings.IDTokenMissing, Severity: findings.SeverityError,
+				WhatHas: []string{"--token-file $DIR/token does not exist", "exists but is empty"},
+				FixHas:  []string{"mountPath: $DIR", "path: token", "point --token-file at"}},
 		},
 		{
 			name: "dangling symlink of a torn-down volume",
@@ -93,7 +95,7 @@ func TestReadTokenFile(t *testing.T) {
 				}
 				return p, []string{}
 			},
-			want: &want{id: IDTokenMissing, severity: SeverityError, whatHas: []string{"symlink to ..data/token, which points nowhere"}},
+			want: &claimstest.Want{ID: findings.IDTokenMissing, Severity: findings.SeverityError, WhatHas: []string{"symlink to ..data/token, which points nowhere"}},
 		},
 		{
 			name: "directory instead of file",
@@ -101,28 +103,28 @@ func TestReadTokenFile(t *testing.T) {
 				writeFile(t, filepath.Join(dir, "vol", "token"), "x")
 				return filepath.Join(dir, "vol"), nil
 			},
-			want: &want{id: IDTokenUnreadable, severity: SeverityError, whatHas: []string{"is a directory holding token"}, fixHas: []string{"$DIR/vol/token"}},
+			want: &claimstest.Want{ID: findings.IDTokenUnreadable, Severity: findings.SeverityError, WhatHas: []string{"is a directory holding token"}, FixHas: []string{"$DIR/vol/token"}},
 		},
 		{
 			name: "empty file",
 			setup: func(t *testing.T, dir string) (string, []string) {
 				return writeFile(t, filepath.Join(dir, "token"), ""), nil
 			},
-			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"empty"}},
+			want: &claimstest.Want{ID: findings.IDTokenMalformed, Severity: findings.SeverityError, WhatHas: []string{"empty"}},
 		},
 		{
 			name: "not a JWT",
 			setup: func(t *testing.T, dir string) (string, []string) {
 				return writeFile(t, filepath.Join(dir, "token"), "AKIAEXAMPLESECRETVALUE"), nil
 			},
-			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"not a JWT"}},
+			want: &claimstest.Want{ID: findings.IDTokenMalformed, Severity: findings.SeverityError, WhatHas: []string{"not a JWT"}},
 		},
 		{
 			name: "larger than STS accepts",
 			setup: func(t *testing.T, dir string) (string, []string) {
 				return writeFile(t, filepath.Join(dir, "token"), strings.Repeat("a", 30000)), nil
 			},
-			want: &want{id: IDTokenMalformed, severity: SeverityError, whatHas: []string{"larger than the 20000 bytes"}},
+			want: &claimstest.Want{ID: findings.IDTokenMalformed, Severity: findings.SeverityError, WhatHas: []string{"larger than the 20000 bytes"}},
 		},
 	}
 	for _, tt := range tests {
@@ -149,7 +151,7 @@ func TestReadTokenFile(t *testing.T) {
 			f := *problem
 			f.What = strings.ReplaceAll(f.What, dir, "$DIR")
 			f.Fix = strings.ReplaceAll(f.Fix, dir, "$DIR")
-			checkFindings(t, []Finding{f}, []want{*tt.want})
+			claimstest.Check(t, []findings.Finding{f}, []claimstest.Want{*tt.want})
 			if strings.Contains(f.String(), "AKIAEXAMPLESECRETVALUE") {
 				t.Errorf("finding quotes the file's content: %s", f)
 			}
@@ -198,7 +200,7 @@ func TestReadTokenFilePermissionDenied(t *testing.T) {
 			if problem == nil {
 				t.Fatal("no finding")
 			}
-			checkFindings(t, []Finding{*problem}, []want{{id: IDTokenUnreadable, severity: SeverityError, fixHas: []string{"fsGroup"}, whatHas: []string{"permission denied"}}})
+			claimstest.Check(t, []findings.Finding{*problem}, []claimstest.Want{{ID: findings.IDTokenUnreadable, Severity: findings.SeverityError, FixHas: []string{"fsGroup"}, WhatHas: []string{"permission denied"}}})
 		})
 	}
 }

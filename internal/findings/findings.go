@@ -1,4 +1,10 @@
-package diagnose
+// Package findings owns the explanations of what stops credentials from working: each problem
+// with the token, the trust setup or STS is a Finding with a stable id, what is wrong, why it
+// matters and the exact fix. `sidecar check` reports them (package diagnose adds the evidence it
+// gathers: STS's answer, the trust-policy lines, the S3 probe), and the serving sidecar logs the
+// same ids and fixes when a token or an STS answer shows the problem. It imports no AWS service
+// client and no policy generator, so the serve path stays small.
+package findings
 
 import (
 	"fmt"
@@ -8,7 +14,6 @@ import (
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/policy"
 )
 
 // Severity says whether a finding stops credentials from working.
@@ -84,7 +89,7 @@ type Finding struct {
 // String renders the finding as one line; control characters from outside (a claim with a
 // newline or an escape sequence) are escaped, so they cannot forge a line or rewrite the screen.
 func (f Finding) String() string {
-	return printable(fmt.Sprintf("%-7s %s: %s. Why: %s. Fix: %s", f.Severity, f.ID, f.What, f.Why, f.Fix))
+	return Printable(fmt.Sprintf("%-7s %s: %s. Why: %s. Fix: %s", f.Severity, f.ID, f.What, f.Why, f.Fix))
 }
 
 // Thresholds for token-expiring.
@@ -98,8 +103,8 @@ const (
 	expiringSoon = 10 * time.Minute
 )
 
-// projectedVolumeFix is the manifest snippet that makes the kubelet write and rotate the token.
-func projectedVolumeFix(audience string) string {
+// ProjectedVolumeFix is the manifest snippet that makes the kubelet write and rotate the token.
+func ProjectedVolumeFix(audience string) string {
 	return fmt.Sprintf("mount the token from a projected volume, `projected: {sources: [{serviceAccountToken: "+
 		"{audience: %q, expirationSeconds: 3600, path: token}}]}`, and point AWS_WEB_IDENTITY_TOKEN_FILE at "+
 		"<mountPath>/token; the kubelet then rotates it", audience)
@@ -115,7 +120,7 @@ func TokenWarnings(claims *creds.TokenClaims, now time.Time) []Finding {
 		return nil
 	}
 	var out []Finding
-	want := wantAudience(claims)
+	want := WantAudience(claims)
 	switch n := len(claims.Audience); {
 	case n == 0:
 		out = append(out, Finding{
@@ -129,7 +134,7 @@ func TokenWarnings(claims *creds.TokenClaims, now time.Time) []Finding {
 		out = append(out, Finding{
 			ID:       IDTokenMultipleAudiences,
 			Severity: SeverityWarning,
-			What:     fmt.Sprintf("the token has %d audiences %s", n, quoteList(claims.Audience)),
+			What:     fmt.Sprintf("the token has %d audiences %s", n, QuoteList(claims.Audience)),
 			Why: "a token projected without `audience:` carries the API server's audiences, and STS and the trust " +
 				"policy's :aud condition expect the one audience registered on the IAM OIDC provider",
 			Fix: fmt.Sprintf("set `audience: %s` on the projected volume's serviceAccountToken source (the issuer URL "+
@@ -145,7 +150,7 @@ func TokenWarnings(claims *creds.TokenClaims, now time.Time) []Finding {
 				Why: "IAM compares the audience with the OIDC provider's client ids byte for byte, and the AKS convention " +
 					"(and `sidecar policy`) registers the issuer URL with its trailing slash",
 				Fix: fmt.Sprintf("set `audience: %s` on the projected volume's serviceAccountToken source, or make the "+
-					"provider's client id exactly %s", policy.DefaultAudience(claims.Issuer), aud),
+					"provider's client id exactly %s", creds.DefaultAudience(claims.Issuer), aud),
 			})
 		}
 	}
@@ -158,13 +163,13 @@ func TokenWarnings(claims *creds.TokenClaims, now time.Time) []Finding {
 	return out
 }
 
-// wantAudience is the audience the trust setup should use: the token's own when it has exactly
+// WantAudience is the audience the trust setup should use: the token's own when it has exactly
 // one, else the AKS convention derived from the issuer.
-func wantAudience(claims *creds.TokenClaims) string {
+func WantAudience(claims *creds.TokenClaims) string {
 	if len(claims.Audience) == 1 && claims.Audience[0] != "" {
 		return claims.Audience[0]
 	}
-	return policy.DefaultAudience(claims.Issuer)
+	return creds.DefaultAudience(claims.Issuer)
 }
 
 func issuerFinding(iss string) (Finding, bool) {
@@ -178,7 +183,7 @@ func issuerFinding(iss string) (Finding, bool) {
 			Fix:      "project the token from the cluster's service-account issuer (a kubelet-projected serviceAccountToken), not a hand-made token",
 		}, true
 	}
-	if u.Scheme == "https" || isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "https" || IsLoopbackHost(u.Hostname()) {
 		return Finding{}, false
 	}
 	return Finding{
@@ -198,7 +203,7 @@ func expiryFinding(claims *creds.TokenClaims, now time.Time, audience string) (F
 			Severity: SeverityError,
 			What:     "the token has no exp claim",
 			Why:      "STS accepts only expiring tokens",
-			Fix:      projectedVolumeFix(audience),
+			Fix:      ProjectedVolumeFix(audience),
 		}, true
 	}
 	why := "STS refuses expired tokens, and the kubelet replaces a projected token once 80% of its lifetime has " +
@@ -207,9 +212,9 @@ func expiryFinding(claims *creds.TokenClaims, now time.Time, audience string) (F
 		return Finding{
 			ID:       IDTokenExpired,
 			Severity: SeverityError,
-			What:     fmt.Sprintf("the token expired at %s, %s ago", exp.UTC().Format(time.RFC3339), roundDuration(now.Sub(exp))),
+			What:     fmt.Sprintf("the token expired at %s, %s ago", exp.UTC().Format(time.RFC3339), RoundDuration(now.Sub(exp))),
 			Why:      why,
-			Fix:      projectedVolumeFix(audience) + "; if it is projected, check the node's clock and the kubelet",
+			Fix:      ProjectedVolumeFix(audience) + "; if it is projected, check the node's clock and the kubelet",
 		}, true
 	}
 	left := exp.Sub(now)
@@ -221,7 +226,7 @@ func expiryFinding(claims *creds.TokenClaims, now time.Time, audience string) (F
 		// The grace shrinks for short-lived tokens, which would otherwise expire inside it.
 		rotateAt := iat.Add(time.Duration(float64(life) * rotationPoint)).Add(min(rotationGrace, life/10))
 		late = !now.Before(rotateAt)
-		used = fmt.Sprintf(", %d%% of its %s lifetime used", int(100*float64(now.Sub(iat))/float64(life)), roundDuration(life))
+		used = fmt.Sprintf(", %d%% of its %s lifetime used", int(100*float64(now.Sub(iat))/float64(life)), RoundDuration(life))
 	} else {
 		late = left < expiringSoon
 	}
@@ -231,13 +236,13 @@ func expiryFinding(claims *creds.TokenClaims, now time.Time, audience string) (F
 	return Finding{
 		ID:       IDTokenExpiring,
 		Severity: SeverityWarning,
-		What:     fmt.Sprintf("the token expires at %s, in %s%s", exp.UTC().Format(time.RFC3339), roundDuration(left), used),
+		What:     fmt.Sprintf("the token expires at %s, in %s%s", exp.UTC().Format(time.RFC3339), RoundDuration(left), used),
 		Why:      why,
-		Fix:      projectedVolumeFix(audience) + "; if it is projected, check the kubelet",
+		Fix:      ProjectedVolumeFix(audience) + "; if it is projected, check the kubelet",
 	}, true
 }
 
-func isLoopbackHost(host string) bool {
+func IsLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -245,8 +250,8 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// quoteList renders values as ["a", "b"] for messages.
-func quoteList(values []string) string {
+// QuoteList renders values as ["a", "b"] for messages.
+func QuoteList(values []string) string {
 	q := make([]string, len(values))
 	for i, v := range values {
 		q[i] = fmt.Sprintf("%q", v)
@@ -254,8 +259,8 @@ func quoteList(values []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// roundDuration keeps messages readable: whole seconds, or whole minutes beyond an hour.
-func roundDuration(d time.Duration) time.Duration {
+// RoundDuration keeps messages readable: whole seconds, or whole minutes beyond an hour.
+func RoundDuration(d time.Duration) time.Duration {
 	if d < 0 {
 		d = -d
 	}
@@ -265,9 +270,9 @@ func roundDuration(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-// serviceAccountOf returns the namespace and service account of the token, from the
+// ServiceAccountOf returns the namespace and service account of the token, from the
 // kubernetes.io claim or else from sub (system:serviceaccount:<ns>:<sa>).
-func serviceAccountOf(claims *creds.TokenClaims) (ns, sa string) {
+func ServiceAccountOf(claims *creds.TokenClaims) (ns, sa string) {
 	ns, sa = claims.Namespace, claims.ServiceAccount
 	if ns != "" && sa != "" {
 		return ns, sa

@@ -1,4 +1,4 @@
-package diagnose
+package findings
 
 import (
 	"strconv"
@@ -6,17 +6,17 @@ import (
 	"unicode"
 )
 
-// printable makes a value from outside (a token's claims, an STS message) safe to print on a
+// Printable makes a value from outside (a token's claims, an STS message) safe to print on a
 // terminal: control characters (a newline that would forge a report line, an escape sequence
 // that would rewrite the screen) and the invisible bidirectional overrides are written as Go
 // escapes, \n, \x1b or \u202e; everything else is kept.
-func printable(s string) string {
-	if strings.IndexFunc(s, unsafeRune) < 0 {
+func Printable(s string) string {
+	if strings.IndexFunc(s, UnsafeRune) < 0 {
 		return s
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if !unsafeRune(r) {
+		if !UnsafeRune(r) {
 			b.WriteRune(r)
 			continue
 		}
@@ -26,6 +26,6 @@ func printable(s string) string {
 	return b.String()
 }
 
-func unsafeRune(r rune) bool {
+func UnsafeRune(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == unicode.ReplacementChar
 }

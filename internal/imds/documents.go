@@ -5,9 +5,9 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"runtime"
-	"strings"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/awsarn"
 	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
@@ -136,19 +136,19 @@ func (s *Server) encode(c *creds.Credentials, now time.Time) *documents {
 
 type roleARN struct{ partition, account, role string }
 
-// parseRoleARN takes "arn:aws:iam::123456789012:role/path/name" apart. The role is the last
-// path segment, as IAM names the instance profile's role.
+// parseRoleARN takes "arn:aws:iam::123456789012:role/path/name" apart with awsarn. The role is
+// the last path segment, as IAM names the instance profile's role.
 func parseRoleARN(s string) roleARN {
 	out := roleARN{partition: "aws", role: fallbackRole}
-	parts := strings.SplitN(s, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	a, err := awsarn.Parse(s)
+	if err != nil {
 		return out
 	}
-	if parts[1] != "" {
-		out.partition = parts[1]
+	if a.Partition != "" {
+		out.partition = a.Partition
 	}
-	out.account = parts[4]
-	if name := parts[5][strings.LastIndexByte(parts[5], '/')+1:]; name != "" && strings.HasPrefix(parts[5], "role/") {
+	out.account = a.Account
+	if name := a.Role(); name != "" && a.Service == "iam" {
 		out.role = name
 	}
 	return out

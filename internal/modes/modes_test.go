@@ -30,7 +30,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/imds"
 	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
@@ -508,10 +508,10 @@ func testTokenWarnings(t *testing.T, e *env) {
 		Token: testbed.TokenRequest{Audiences: e.iss.ClusterAudiences()},
 		Creds: []creds.Option{creds.WithRand(func() float64 { return 0 })},
 	})
-	warning := map[string]string{"id": diagnose.IDTokenMultipleAudiences, "level": "WARN"}
+	warning := map[string]string{"id": findings.IDTokenMultipleAudiences, "level": "WARN"}
 	s.Logs.WaitCount(t, guard, 1, "token problem", warning)
 	for _, line := range strings.Split(s.Logs.String(), "\n") {
-		if strings.Contains(line, diagnose.IDTokenMultipleAudiences) {
+		if strings.Contains(line, findings.IDTokenMultipleAudiences) {
 			for _, k := range []string{`"what":"the token has 3 audiences`, `"why":"`, `"fix":"set ` + "`audience: "} {
 				if !strings.Contains(line, k) {
 					t.Errorf("the warning lacks %s: %s", k, line)

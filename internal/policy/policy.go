@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
 // Defaults of Input's optional fields.
@@ -89,9 +91,7 @@ func ProviderPath(issuer string) string {
 }
 
 // DefaultAudience is the AKS convention: the issuer URL with exactly one trailing slash.
-func DefaultAudience(issuer string) string {
-	return strings.TrimRight(issuer, "/") + "/"
-}
+func DefaultAudience(issuer string) string { return creds.DefaultAudience(issuer) }
 
 // ProviderARN is the ARN of the IAM OIDC provider for issuer in account.
 func ProviderARN(partition, account, issuer string) string {

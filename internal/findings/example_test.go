@@ -1,11 +1,11 @@
-package diagnose_test
+package findings_test
 
 import (
 	"fmt"
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/findings"
 )
 
 // serve calls TokenWarnings once per new token and logs each finding as a warning.
@@ -18,7 +18,7 @@ func ExampleTokenWarnings() {
 		IssuedAt: now.Add(-10 * time.Minute),
 		Expiry:   now.Add(50 * time.Minute),
 	}
-	for _, f := range diagnose.TokenWarnings(claims, now) {
+	for _, f := range findings.TokenWarnings(claims, now) {
 		fmt.Println(f.Severity, f.ID)
 		fmt.Println(f.Fix)
 	}
