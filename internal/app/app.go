@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		}
 	}
 	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk),
-		creds.WithChain(chain...), creds.WithSessionPolicy(cfg.SessionPolicy, cfg.SessionPolicyARNs...),
+
 		creds.WithTokenCheck(tokenWarnings(log, clk)), creds.WithExplain(findings.ExplainSTS)}, opts.CredsOptions...)
 	manager, err := creds.NewManager(creds.Config{
 		RoleARN:       cfg.RoleARN,
@@ -176,6 +176,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		RefreshWindow: cfg.RefreshWindow,
 		MinRemaining:  cfg.MinRemaining,
 		PollInterval:  cfg.TokenPollInterval,
+		Chain:         chain,
+		SessionPolicy: cfg.SessionPolicy,
+
+		SessionPolicyARNs: cfg.SessionPolicyARNs,
 	}, api, mgrOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("start sidecar: %w", err)

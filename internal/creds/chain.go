@@ -71,31 +71,16 @@ func CheckExternalID(id string) error {
 // at what AWS grants a chained session.
 func ChainedDuration(d time.Duration) time.Duration { return min(d, MaxChainedDuration) }
 
-// WithChain sets roles to assume one after the other with AssumeRole after the web-identity call;
-// the last one's credentials are published, for ChainedDuration(Config.Duration). The STS client
-// given to NewManager must implement AssumeRoleAPI.
-func WithChain(hops ...ChainHop) Option {
-	return func(m *Manager) { m.ext.chain = append([]ChainHop(nil), hops...) }
-}
-
-// WithSessionPolicy passes session policies to the web-identity call: inline is a JSON policy
-// document (empty for none), arns are managed policies. With WithChain they limit only the first
-// hop's session, which must still be allowed sts:AssumeRole on the next role; the published
-// credentials carry the last role's permissions.
-func WithSessionPolicy(inline string, arns ...string) Option {
-	return func(m *Manager) { m.ext.policy, m.ext.policyARNs = inline, append([]string(nil), arns...) }
-}
-
-// extensions are the Manager's optional behaviours beyond one web-identity call; they are set by
-// options and read-only once Run starts.
+// extensions are the Manager's behaviours beyond one web-identity call, from Config's Chain and
+// session policies; read-only once NewManager returns.
 type extensions struct {
 	chain      []ChainHop
 	policy     string
 	policyARNs []string
 }
 
-// checkExtensions checks what WithChain and WithSessionPolicy set, against cfg and the client,
-// at construction rather than at the first refresh.
+// checkExtensions checks the chain and the session policies against cfg and the client, at
+// construction rather than at the first refresh.
 func (m *Manager) checkExtensions() error {
 	var errs []error
 	x := m.ext

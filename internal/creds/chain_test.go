@@ -145,7 +145,7 @@ func TestChainPublishesLastHop(t *testing.T) {
 	h.dir.write(validToken(t))
 	h.cfg.Duration = 2 * time.Hour
 	api := newChainSTS(h)
-	h.startWith(api, WithChain(ChainHop{RoleARN: hopRole1, ExternalID: "partner-4711"}, ChainHop{RoleARN: hopRole2}))
+	h.startWith(api, withChain(ChainHop{RoleARN: hopRole1, ExternalID: "partner-4711"}, ChainHop{RoleARN: hopRole2}))
 
 	web, hops, issued := api.state()
 	webIssued := h.sts.issuedList()
@@ -194,7 +194,7 @@ func TestChainRefreshRunsWholeChain(t *testing.T) {
 	h := newHarness(t)
 	h.dir.write(validToken(t))
 	api := newChainSTS(h)
-	h.startWith(api, WithChain(ChainHop{RoleARN: hopRole1}))
+	h.startWith(api, withChain(ChainHop{RoleARN: hopRole1}))
 	first := h.m.Servable()
 	for h.sts.count() < 2 {
 		h.step()
@@ -247,7 +247,7 @@ func TestChainHopFailure(t *testing.T) {
 				}
 				return nil
 			})
-			h.startWith(api, WithChain(ChainHop{RoleARN: hopRole1}, ChainHop{RoleARN: hopRole2}))
+			h.startWith(api, withChain(ChainHop{RoleARN: hopRole1}, ChainHop{RoleARN: hopRole2}))
 
 			if c := h.m.Servable(); c != nil {
 				t.Fatalf("Servable() = %v after hop %d failed", c, tt.wantHop)
@@ -299,7 +299,7 @@ func TestSessionPolicyGoesToFirstHop(t *testing.T) {
 	h := newHarness(t)
 	h.dir.write(validToken(t))
 	api := newChainSTS(h)
-	h.startWith(api, WithChain(ChainHop{RoleARN: hopRole1}), WithSessionPolicy(policy, arns...))
+	h.startWith(api, withChain(ChainHop{RoleARN: hopRole1}), withSessionPolicy(policy, arns...))
 	web, hops, _ := api.state()
 	if len(web) != 1 || len(hops) != 1 {
 		t.Fatalf("%d web-identity and %d AssumeRole calls, want 1 each", len(web), len(hops))
@@ -333,27 +333,27 @@ func TestChainConfigProblems(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		{name: "too many hops", opts: []Option{WithChain(six...)}, want: "chain: 6 roles, want at most 5"},
-		{name: "not an ARN", opts: []Option{WithChain(ChainHop{RoleARN: "reports-writer"})}, want: `chain[0] role "reports-writer"`},
-		{name: "external id too short", opts: []Option{WithChain(ChainHop{RoleARN: hopRole1, ExternalID: "x"})},
+		{name: "too many hops", opts: []Option{withChain(six...)}, want: "chain: 6 roles, want at most 5"},
+		{name: "not an ARN", opts: []Option{withChain(ChainHop{RoleARN: "reports-writer"})}, want: `chain[0] role "reports-writer"`},
+		{name: "external id too short", opts: []Option{withChain(ChainHop{RoleARN: hopRole1, ExternalID: "x"})},
 			want: "chain[0] external id: want 2-1224 characters"},
-		{name: "external id with a space", opts: []Option{WithChain(ChainHop{RoleARN: hopRole1, ExternalID: "a b"})},
+		{name: "external id with a space", opts: []Option{withChain(ChainHop{RoleARN: hopRole1, ExternalID: "a b"})},
 			want: "chain[0] external id"},
 		{name: "window too long for a chained hour", cfg: func(c *Config) { c.Duration, c.RefreshWindow = 3*time.Hour, 61*time.Minute },
-			opts: []Option{WithChain(ChainHop{RoleARN: hopRole1})},
+			opts: []Option{withChain(ChainHop{RoleARN: hopRole1})},
 			want: "RefreshWindow 1h1m0s: want it shorter than 1h0m0s, the longest session of a chained role"},
-		{name: "client without AssumeRole", api: newFakeSTS(t, nil), opts: []Option{WithChain(ChainHop{RoleARN: hopRole1})},
+		{name: "client without AssumeRole", api: newFakeSTS(t, nil), opts: []Option{withChain(ChainHop{RoleARN: hopRole1})},
 			want: "chain: needs an STS client with AssumeRole"},
-		{name: "policy not JSON", opts: []Option{WithSessionPolicy("Allow s3:*")}, want: "session policy: not a JSON object"},
-		{name: "policy a JSON array", opts: []Option{WithSessionPolicy("[]")}, want: "session policy: not a JSON object"},
-		{name: "policy too long", opts: []Option{WithSessionPolicy(`{"Sid":"` + strings.Repeat("x", 2039) + `"}`)},
+		{name: "policy not JSON", opts: []Option{withSessionPolicy("Allow s3:*")}, want: "session policy: not a JSON object"},
+		{name: "policy a JSON array", opts: []Option{withSessionPolicy("[]")}, want: "session policy: not a JSON object"},
+		{name: "policy too long", opts: []Option{withSessionPolicy(`{"Sid":"` + strings.Repeat("x", 2039) + `"}`)},
 			want: "session policy: 2049 characters, STS accepts at most 2048"},
-		{name: "too many policy ARNs", opts: []Option{WithSessionPolicy("", eleven...)}, want: "session policy ARNs: 11, want at most 10"},
-		{name: "policy ARN not an ARN", opts: []Option{WithSessionPolicy("", "ReadOnlyAccess")},
+		{name: "too many policy ARNs", opts: []Option{withSessionPolicy("", eleven...)}, want: "session policy ARNs: 11, want at most 10"},
+		{name: "policy ARN not an ARN", opts: []Option{withSessionPolicy("", "ReadOnlyAccess")},
 			want: `session policy ARN 0 "ReadOnlyAccess"`},
 		{name: "valid", cfg: func(c *Config) { c.Duration = 12 * time.Hour }, opts: []Option{
-			WithChain(ChainHop{RoleARN: hopRole1, ExternalID: "arn:aws:iam::1:x/y=z@w.v-u,t+s"}, ChainHop{RoleARN: hopRole2}),
-			WithSessionPolicy(`{"Version":"2012-10-17","Statement":[]}`, "arn:aws:iam::aws:policy/ReadOnlyAccess"),
+			withChain(ChainHop{RoleARN: hopRole1, ExternalID: "arn:aws:iam::1:x/y=z@w.v-u,t+s"}, ChainHop{RoleARN: hopRole2}),
+			withSessionPolicy(`{"Version":"2012-10-17","Statement":[]}`, "arn:aws:iam::aws:policy/ReadOnlyAccess"),
 		}},
 	}
 	for _, tt := range tests {
@@ -410,4 +410,12 @@ func TestTokenCheckOncePerToken(t *testing.T) {
 	if n := len(checked); n != 0 {
 		t.Errorf("%d more checks after the refresh that used the rotated token, want 0", n)
 	}
+}
+
+// withChain and withSessionPolicy set Config's chain and session policies as options, so the
+// tables can build managers on the harness's config.
+func withChain(hops ...ChainHop) Option { return func(m *Manager) { m.cfg.Chain = hops } }
+
+func withSessionPolicy(inline string, arns ...string) Option {
+	return func(m *Manager) { m.cfg.SessionPolicy, m.cfg.SessionPolicyARNs = inline, arns }
 }

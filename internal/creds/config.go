@@ -59,6 +59,16 @@ type Config struct {
 	PollInterval time.Duration
 	// CallTimeout bounds one STS call.
 	CallTimeout time.Duration
+	// Chain are roles to assume one after the other with AssumeRole after the web-identity call;
+	// the last one's credentials are published, for ChainedDuration(Duration). With a chain, the
+	// STS client given to NewManager must implement AssumeRoleAPI.
+	Chain []ChainHop
+	// SessionPolicy is an inline JSON session policy for the web-identity call (empty for none),
+	// SessionPolicyARNs managed ones. With a Chain they limit only the first hop's session, which
+	// must still be allowed sts:AssumeRole on the next role; the published credentials carry the
+	// last role's permissions.
+	SessionPolicy     string
+	SessionPolicyARNs []string
 }
 
 // withDefaults fills zero values and checks the combination, naming the field and the value.

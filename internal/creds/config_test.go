@@ -1,6 +1,7 @@
 package creds
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestNewManagerConfig(t *testing.T) {
 						*d.got = d.def
 					}
 				}
-				if m.cfg != want {
+				if !reflect.DeepEqual(m.cfg, want) {
 					t.Errorf("config = %+v, want %+v", m.cfg, want)
 				}
 				return

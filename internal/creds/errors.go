@@ -134,11 +134,12 @@ func classify(err error) (Class, string) {
 	}
 }
 
-// withDeadline adds context.DeadlineExceeded to the error of a call whose deadline passed: when
-// the deadline cuts a response's body short, net/http may report the read on the closed
-// connection instead, and the call would count as a network error rather than a timeout.
+// withDeadline adds context.DeadlineExceeded to the error of a call whose deadline passed and
+// whose connection was closed under it: when the deadline cuts a response's body short, net/http
+// may report the read on the closed connection instead, and the call would count as a network
+// error rather than a timeout. A reset or close by the server stays a network error.
 func withDeadline(err error, ctx context.Context) error {
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, net.ErrClosed) && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 	}
 	return err

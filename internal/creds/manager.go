@@ -76,7 +76,7 @@ type Manager struct {
 	// explain names the cause of a failed fetch in its log line; nil logs none.
 	explain Explain
 	check   tokenChecker // WithTokenCheck; used by the refresh loop only
-	ext     extensions   // WithChain, WithSessionPolicy
+	ext     extensions   // from cfg.Chain and the session policies
 
 	cur     atomic.Pointer[Credentials]
 	lastErr atomic.Pointer[errBox]
@@ -116,6 +116,8 @@ func NewManager(cfg Config, api STSAPI, opts ...Option) (*Manager, error) {
 	for _, o := range opts {
 		o(m)
 	}
+	m.ext = extensions{chain: append([]ChainHop(nil), m.cfg.Chain...), policy: m.cfg.SessionPolicy,
+		policyARNs: append([]string(nil), m.cfg.SessionPolicyARNs...)}
 	if err := m.checkExtensions(); err != nil {
 		return nil, err
 	}

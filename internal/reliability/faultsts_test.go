@@ -242,7 +242,7 @@ func TestFaultSTSSpeaksSTS(t *testing.T) {
 			}
 			// As the manager does: a call whose deadline passed is a timeout, even when net/http
 			// reports the read the deadline cut short as a closed connection.
-			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			if errors.Is(err, net.ErrClosed) && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%w)", err, ctx.Err())
 			}
 			if code, class := creds.ErrorCode(err), creds.Classify(err); code != tt.wantCode || class != tt.wantClass {
