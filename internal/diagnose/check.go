@@ -3,15 +3,16 @@ package diagnose
 import (
 	"context"
 	"errors"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/findings"
 )
 
 // Options are the settings of one check: serve's own (role, token, region, endpoint, session
@@ -138,11 +139,32 @@ type STSResult struct {
 	CallerError   string `json:"caller_error,omitempty"`
 }
 
-// Check runs every check and returns the report; problems are findings, never errors.
+// Check runs every check and returns the report; problems are findings, never errors. Each
+// step runs only when the one before it produced what it needs: the token, then credentials.
 func Check(ctx context.Context, opts Options) *Report {
 	opts, ti := opts.withDefaults()
 	now := opts.Now()
-	r := &Report{
+	r := newReport(ctx, opts, now)
+	defer r.tally()
+
+	raw, claims, ok := r.readToken(ti, now)
+	if !ok {
+		return r
+	}
+	provider, ok := r.exchange(ctx, opts, raw, claims, now)
+	if !ok {
+		return r
+	}
+	r.callerIdentity(ctx, opts, provider)
+	if opts.ProbeBucket != "" {
+		r.probeS3(ctx, opts, provider, now)
+	}
+	return r
+}
+
+// newReport is the report before any check ran: what the check is about to use.
+func newReport(ctx context.Context, opts Options, now time.Time) *Report {
+	return &Report{
 		CheckedAt:       now.UTC(),
 		TokenFile:       opts.TokenFile,
 		TokenFileSource: opts.TokenFileSource,
@@ -152,23 +174,27 @@ func Check(ctx context.Context, opts Options) *Report {
 		SessionName:     opts.SessionName,
 		DurationSeconds: int64(opts.Duration / time.Second),
 	}
-	defer r.tally()
+}
 
+// readToken reads the token and records its summary and the problems its claims show; ok is
+// false when there is no usable token, and the finding says why.
+func (r *Report) readToken(ti tokenInput, now time.Time) (raw []byte, claims *creds.TokenClaims, ok bool) {
 	raw, claims, problem := readTokenFile(ti)
 	if problem != nil {
 		r.Findings = append(r.Findings, *problem)
-		return r
+		return nil, nil, false
 	}
 	r.Token = summarize(claims, now)
 	r.Findings = append(r.Findings, findings.TokenWarnings(claims, now)...)
 	if r.SessionName == "" {
 		r.SessionName = creds.SessionName(claims.Namespace, claims.PodName)
 	}
+	return raw, claims, true
+}
 
-	tc := trustContext{
-		claims: claims, token: raw, roleARN: opts.RoleARN, endpoint: r.STSEndpoint,
-		region: opts.Region, duration: opts.Duration, timeout: opts.Timeout, now: now,
-	}
+// exchange calls AssumeRoleWithWebIdentity as serve would and records the answer; ok is false
+// when STS issued no credentials, and the finding explains its answer.
+func (r *Report) exchange(ctx context.Context, opts Options, raw []byte, claims *creds.TokenClaims, now time.Time) (aws.CredentialsProvider, bool) {
 	out, err := assume(ctx, opts, raw, r.SessionName)
 	r.STS.Called = true
 	if err != nil || out.Credentials == nil {
@@ -185,10 +211,14 @@ func Check(ctx context.Context, opts Options) *Report {
 			Why:      "there is nothing to serve",
 			Fix:      "check that " + stsEndpointFlags + " points at STS, not at another service",
 		})
-		return r
+		return nil, false
 	}
 	if err != nil {
 		r.STS.Code, r.STS.Message = errorCode(err, raw)
+		tc := trustContext{
+			claims: claims, token: raw, roleARN: opts.RoleARN, endpoint: r.STSEndpoint,
+			region: opts.Region, duration: opts.Duration, timeout: opts.Timeout, now: now,
+		}
 		f := stsFinding(err, tc)
 		switch f.ID {
 		case findings.IDSTSInvalidToken, findings.IDSTSAccessDenied:
@@ -198,7 +228,7 @@ func Check(ctx context.Context, opts Options) *Report {
 		if !(f.ID == findings.IDSTSExpiredToken && r.has(findings.IDTokenExpired)) {
 			r.Findings = append(r.Findings, f)
 		}
-		return r
+		return nil, false
 	}
 	r.STS.OK = true
 	c := out.Credentials
@@ -210,6 +240,12 @@ func Check(ctx context.Context, opts Options) *Report {
 	if out.AssumedRoleUser != nil {
 		r.STS.AssumedRoleARN = aws.ToString(out.AssumedRoleUser.Arn)
 	}
+	return sessionProvider(c), true
+}
+
+// sessionProvider hands the issued credentials to the follow-up clients as they are, so the
+// checks use exactly what STS issued.
+func sessionProvider(c *ststypes.Credentials) aws.CredentialsProvider {
 	session := aws.Credentials{
 		AccessKeyID:     aws.ToString(c.AccessKeyId),
 		SecretAccessKey: aws.ToString(c.SecretAccessKey),
@@ -219,36 +255,34 @@ func Check(ctx context.Context, opts Options) *Report {
 	if c.Expiration != nil {
 		session.CanExpire, session.Expires = true, *c.Expiration
 	}
-	provider := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return session, nil })
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return session, nil })
+}
 
-	r.callerIdentity(ctx, opts, provider)
-
-	if opts.ProbeBucket != "" {
-		region := valueOr(opts.Region, fallbackRegion)
-		client := s3.New(s3.Options{
-			Region:                     region,
-			Credentials:                provider,
-			UsePathStyle:               opts.S3PathStyle,
-			Retryer:                    aws.NopRetryer{},
-			RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-			ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		}, func(o *s3.Options) {
-			if opts.S3Endpoint != "" {
-				o.BaseEndpoint = aws.String(opts.S3Endpoint)
-			}
-		})
-		res := &S3Result{
-			Bucket:    opts.ProbeBucket,
-			Endpoint:  resolveS3Endpoint(ctx, region, opts.S3Endpoint, opts.ProbeBucket, opts.S3PathStyle),
-			PathStyle: opts.S3PathStyle,
-			Key:       probeKey(now),
+// probeS3 tries the bucket with the issued credentials and records what each action answered.
+func (r *Report) probeS3(ctx context.Context, opts Options, provider aws.CredentialsProvider, now time.Time) {
+	region := valueOr(opts.Region, fallbackRegion)
+	client := s3.New(s3.Options{
+		Region:                     region,
+		Credentials:                provider,
+		UsePathStyle:               opts.S3PathStyle,
+		Retryer:                    aws.NopRetryer{},
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	}, func(o *s3.Options) {
+		if opts.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.S3Endpoint)
 		}
-		var errs []error
-		res.Actions, errs = s3Probe(ctx, client, res.Bucket, res.Key, opts.Timeout)
-		r.S3 = res
-		r.Findings = append(r.Findings, s3Findings(res, errs, opts.RoleARN, opts.Region, opts.Timeout)...)
+	})
+	res := &S3Result{
+		Bucket:    opts.ProbeBucket,
+		Endpoint:  resolveS3Endpoint(ctx, region, opts.S3Endpoint, opts.ProbeBucket, opts.S3PathStyle),
+		PathStyle: opts.S3PathStyle,
+		Key:       probeKey(now),
 	}
-	return r
+	var errs []error
+	res.Actions, errs = s3Probe(ctx, client, res.Bucket, res.Key, opts.Timeout)
+	r.S3 = res
+	r.Findings = append(r.Findings, s3Findings(res, errs, opts.RoleARN, opts.Region, opts.Timeout)...)
 }
 
 // assume makes the one AssumeRoleWithWebIdentity call, through the client serve uses.

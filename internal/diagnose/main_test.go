@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 

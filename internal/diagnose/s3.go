@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/policy"
 )
 

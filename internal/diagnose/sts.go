@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"net"
 	"net/url"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/credsidecar/credsidecar/internal/awsarn"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/policy"
 )
 

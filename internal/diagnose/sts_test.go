@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/credsidecar/credsidecar/internal/findings"
-	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +18,9 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/credsidecar/credsidecar/internal/findings"
+	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 )
 
 // apiError builds the error chain the SDK returns for an STS/S3 error response.

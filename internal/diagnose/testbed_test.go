@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"io"
 	"log"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/policy"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )

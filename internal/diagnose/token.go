@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/findings"
 )
 
 // DefaultKnownTokenPaths are where the usual webhooks and manifests project web-identity

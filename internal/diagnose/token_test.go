@@ -4,14 +4,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/credsidecar/credsidecar/internal/findings"
-	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/findings"
+	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 )
 
 // makeToken builds an unsigned-looking JWT with the given claims: check never verifies

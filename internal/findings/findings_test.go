@@ -1,12 +1,12 @@
 package findings_test
 
 import (
-	"github.com/credsidecar/credsidecar/internal/creds"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/findings"
 	"github.com/credsidecar/credsidecar/internal/testkit/claimstest"
 )
 

@@ -1,10 +1,11 @@
 package findings_test
 
 import (
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/credsidecar/credsidecar/internal/findings"
 )
 
 func TestPrintable(t *testing.T) {

@@ -2,11 +2,11 @@ package findings_test
 
 import (
 	"errors"
-	"github.com/credsidecar/credsidecar/internal/findings"
 	"strings"
 	"testing"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/findings"
 )
 
 func TestExplainSTSNamesTheTokenClaims(t *testing.T) {
