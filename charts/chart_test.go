@@ -95,3 +95,31 @@ func TestTemplateGolden(t *testing.T) {
 		})
 	}
 }
+
+func promtoolBin(t *testing.T) string {
+	t.Helper()
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatalf("repo root: %v", err)
+	}
+	p := filepath.Join(root, ".cache", "bin", "promtool")
+	if _, err := exec.LookPath(p); err != nil {
+		t.Fatalf("promtool missing at %s: run `make promtool`: %v", p, err)
+	}
+	return p
+}
+
+// TestAlertRules checks the shipped rules and runs their unit tests (firing and quiet cases).
+func TestAlertRules(t *testing.T) {
+	for _, args := range [][]string{
+		{"check", "rules", "credsidecar/files/alerts.yaml"},
+		{"test", "rules", "testdata/alerts_test.yaml"},
+	} {
+		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
+			out, err := exec.Command(promtoolBin(t), args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		})
+	}
+}
