@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 14m
 
 export CREDSIDECAR_WEED := $(CURDIR)/.cache/bin/weed
 
-.PHONY: all build test lint demo demo-fail weed staticcheck kube-apiserver etcd deps bench soak fuzz fmt vet clean
+.PHONY: all build test lint demo demo-fail weed staticcheck kube-apiserver etcd helm promtool deps bench soak fuzz fmt vet clean
 
 all: build
 
@@ -28,12 +28,20 @@ staticcheck:
 kube-apiserver:
 	@scripts/install-tool.sh kube-apiserver tools/k8s k8s.io/kubernetes/cmd/kube-apiserver
 
+## helm: Helm for the chart tests (lint, template), at the version pinned in tools/helm.
+helm:
+	@scripts/install-tool.sh helm tools/helm helm.sh/helm/v4/cmd/helm
+
+## promtool: Prometheus's rule checker for the chart's alert tests, pinned in tools/helm.
+promtool:
+	@scripts/install-tool.sh promtool tools/helm github.com/prometheus/prometheus/cmd/promtool
+
 ## etcd: the API server's store, Debian's etcd-server.
 etcd:
 	@scripts/install-etcd.sh
 
 ## deps: everything the tests need that Go does not fetch by itself.
-deps: weed staticcheck kube-apiserver etcd
+deps: weed staticcheck kube-apiserver etcd helm promtool
 	@scripts/install-test-deps.sh
 
 ## test: the gate: vet and staticcheck, then every test with the race detector, never from the
