@@ -122,9 +122,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	a := &App{cfg: cfg, opts: opts, log: opts.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
 	}
 	clk := opts.Clock
 	if clk == nil {
@@ -137,24 +137,40 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	}
 	m := metrics.New(reg, opts.Version)
 
-	token, err := authtoken.Load(cfg.AuthTokenFile, authtoken.WithLogger(log), authtoken.WithClock(clk),
+	a.token, err = authtoken.Load(cfg.AuthTokenFile, authtoken.WithLogger(a.log), authtoken.WithClock(clk),
 		authtoken.WithPollInterval(cfg.TokenPollInterval))
 	if err != nil {
 		return nil, fmt.Errorf("start sidecar: %w", err)
 	}
-
-	var credFile *credfile.Writer
 	if cfg.CredentialsFile != "" {
 		// 0640 like the auth token: the app containers share the pod's fsGroup, not the sidecar's
 		// uid, and whoever can read the auth token can fetch these credentials anyway.
-		credFile, err = credfile.New(cfg.CredentialsFile, cfg.CredentialsProfile, credfile.WithLogger(log),
+		a.credFile, err = credfile.New(cfg.CredentialsFile, cfg.CredentialsProfile, credfile.WithLogger(a.log),
 			credfile.WithClock(clk), credfile.WithMode(0o640))
 		if err != nil {
 			return nil, fmt.Errorf("start sidecar: %w", err)
 		}
 	}
+	if a.manager, err = a.newManager(m, clk); err != nil {
+		return nil, fmt.Errorf("start sidecar: %w", err)
+	}
+	m.SetReady(func() bool { return a.manager.Servable() != nil })
+	if err := a.listen(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.buildServers(m, reg, clk); err != nil {
+		_ = a.closeListeners()
+		return nil, err
+	}
+	return a, nil
+}
 
-	api := opts.STS
+// newManager builds the credentials manager from the configuration: the STS client (or the
+// caller's), the chain, the session policies, and the token warnings and STS explanations of
+// package findings for its logs.
+func (a *App) newManager(m *metrics.Metrics, clk clock.Clock) (*creds.Manager, error) {
+	cfg := a.cfg
+	api := a.opts.STS
 	if api == nil {
 		api = creds.NewSTSClient(cfg.Region, cfg.STSEndpoint)
 	}
@@ -165,68 +181,77 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			chain[i].ExternalID = cfg.ChainExternalIDs[i]
 		}
 	}
-	mgrOpts := append([]creds.Option{creds.WithLogger(log), creds.WithObserver(m), creds.WithClock(clk),
-
-		creds.WithTokenCheck(tokenWarnings(log, clk)), creds.WithExplain(findings.ExplainSTS)}, opts.CredsOptions...)
-	manager, err := creds.NewManager(creds.Config{
-		RoleARN:       cfg.RoleARN,
-		TokenFile:     cfg.TokenFile,
-		SessionName:   cfg.SessionName,
-		Duration:      cfg.Duration,
-		RefreshWindow: cfg.RefreshWindow,
-		MinRemaining:  cfg.MinRemaining,
-		PollInterval:  cfg.TokenPollInterval,
-		Chain:         chain,
-		SessionPolicy: cfg.SessionPolicy,
-
+	opts := append([]creds.Option{creds.WithLogger(a.log), creds.WithObserver(m), creds.WithClock(clk),
+		creds.WithTokenCheck(tokenWarnings(a.log, clk)), creds.WithExplain(findings.ExplainSTS)}, a.opts.CredsOptions...)
+	return creds.NewManager(creds.Config{
+		RoleARN:           cfg.RoleARN,
+		TokenFile:         cfg.TokenFile,
+		SessionName:       cfg.SessionName,
+		Duration:          cfg.Duration,
+		RefreshWindow:     cfg.RefreshWindow,
+		MinRemaining:      cfg.MinRemaining,
+		PollInterval:      cfg.TokenPollInterval,
+		Chain:             chain,
+		SessionPolicy:     cfg.SessionPolicy,
 		SessionPolicyARNs: cfg.SessionPolicyARNs,
-	}, api, mgrOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("start sidecar: %w", err)
-	}
-	m.SetReady(func() bool { return manager.Servable() != nil })
+	}, api, opts...)
+}
 
-	a := &App{cfg: cfg, log: log, opts: opts, manager: manager, token: token, credFile: credFile}
-	a.credsLn, err = server.Listen(ctx, cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("start sidecar: credentials endpoint: %w", err)
-	}
+// listen binds the credentials, metrics and (when configured) IMDS listeners; on a failure it
+// releases those it had bound.
+func (a *App) listen(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
-			_ = a.credsLn.Close()
+			_ = a.closeListeners()
 		}
 	}()
-	a.opsLn, err = server.Listen(ctx, cfg.MetricsListen)
-	if err != nil {
-		return nil, fmt.Errorf("start sidecar: metrics endpoint: %w", err)
+	if a.credsLn, err = server.Listen(ctx, a.cfg.Listen); err != nil {
+		return fmt.Errorf("start sidecar: credentials endpoint: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = a.opsLn.Close()
-		}
-	}()
+	if a.opsLn, err = server.Listen(ctx, a.cfg.MetricsListen); err != nil {
+		return fmt.Errorf("start sidecar: metrics endpoint: %w", err)
+	}
 	a.addrs = Addrs{Credentials: a.credsLn.Addr(), Metrics: a.opsLn.Addr()}
-	serverOpts := []server.Option{server.WithLogger(log), server.WithObserver(m), server.WithClock(clk)}
-	if cfg.IMDSListen != "" {
-		var imdsHandler *imds.Server
-		if imdsHandler, err = imds.New(manager, cfg.Region, imds.WithLogger(log), imds.WithClock(clk)); err != nil {
-			return nil, fmt.Errorf("start sidecar: %w", err)
-		}
-		if a.imdsLn, err = imds.Listen(cfg.IMDSListen); err != nil {
-			return nil, fmt.Errorf("start sidecar: instance metadata endpoint: %w", err)
+	if a.cfg.IMDSListen != "" {
+		if a.imdsLn, err = imds.Listen(a.cfg.IMDSListen); err != nil {
+			return fmt.Errorf("start sidecar: instance metadata endpoint: %w", err)
 		}
 		a.addrs.IMDS = a.imdsLn.Addr()
+	}
+	return nil
+}
+
+// closeListeners closes every listener bound so far.
+func (a *App) closeListeners() error {
+	var errs []error
+	for _, ln := range []net.Listener{a.credsLn, a.opsLn, a.imdsLn} {
+		if ln != nil {
+			errs = append(errs, ln.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// buildServers makes the http.Servers of the bound listeners, each through internal/server's
+// constructor and middleware list.
+func (a *App) buildServers(m *metrics.Metrics, reg *prometheus.Registry, clk clock.Clock) error {
+	serverOpts := []server.Option{server.WithLogger(a.log), server.WithObserver(m), server.WithClock(clk)}
+	if a.imdsLn != nil {
+		h, err := imds.New(a.manager, a.cfg.Region, imds.WithLogger(a.log), imds.WithClock(clk))
+		if err != nil {
+			return fmt.Errorf("start sidecar: %w", err)
+		}
 		// IMDS has no other authentication: loopback only, whatever --allow-non-loopback says.
 		imdsOpts := append(slices.Clone(serverOpts), server.WithLoopbackOnly())
-		a.imdsSrv = server.NewHTTPServer(server.Wrap(server.EndpointIMDS, imdsHandler.Handler(), imdsOpts...), log)
+		a.imdsSrv = server.NewHTTPServer(server.Wrap(server.EndpointIMDS, h.Handler(), imdsOpts...), a.log)
 	}
 	credsOpts := serverOpts
-	if !cfg.AllowNonLoopback {
+	if !a.cfg.AllowNonLoopback {
 		credsOpts = append(slices.Clone(serverOpts), server.WithLoopbackOnly())
 	}
-	a.credsSrv = server.NewHTTPServer(server.NewCredentials(manager, token, credsOpts...), log)
-	a.opsSrv = server.NewHTTPServer(server.NewOps(manager, reg, serverOpts...), log)
-	return a, nil
+	a.credsSrv = server.NewHTTPServer(server.NewCredentials(a.manager, a.token, credsOpts...), a.log)
+	a.opsSrv = server.NewHTTPServer(server.NewOps(a.manager, reg, serverOpts...), a.log)
+	return nil
 }
 
 // Addrs returns the bound addresses.
@@ -307,11 +332,7 @@ func (a *App) Close() error {
 		return nil
 	}
 	_ = a.manager.Close()
-	errs := []error{a.credsLn.Close(), a.opsLn.Close()}
-	if a.imdsLn != nil {
-		errs = append(errs, a.imdsLn.Close())
-	}
-	return errors.Join(errs...)
+	return a.closeListeners()
 }
 
 // Run builds the sidecar with New and runs it until ctx is done.
