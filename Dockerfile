@@ -1,5 +1,6 @@
-# One image, two binaries: /sidecar (the entrypoint: `serve`) and /uploader (the sample
-# workload, run with command: [/uploader]). Build for several platforms with
+# One image, three binaries: /sidecar (the entrypoint: `serve`), /uploader (the sample
+# workload, run with command: [/uploader]) and /webhook (the admission webhook the Helm chart
+# runs with command: [/webhook]). Build for several platforms with
 #   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=0.1.0 .
 #
 # Base images are pinned by tag and digest. The digests are the multi-platform index digests
@@ -22,7 +23,8 @@ COPY internal/ internal/
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/sidecar ./cmd/sidecar && \
-    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/uploader ./cmd/uploader
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/uploader ./cmd/uploader && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/webhook ./cmd/webhook
 
 # No shell, no package manager; CA certificates and /etc/passwd for nonroot only.
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
@@ -34,5 +36,6 @@ LABEL org.opencontainers.image.title="credsidecar" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/sidecar /sidecar
 COPY --from=build /out/uploader /uploader
+COPY --from=build /out/webhook /webhook
 USER 65532:65532
 ENTRYPOINT ["/sidecar"]

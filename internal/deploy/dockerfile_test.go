@@ -22,7 +22,7 @@ import (
 )
 
 // The binaries the image ships, each built from ./cmd/<name> into /<name>.
-func binaries() []string { return []string{"sidecar", "uploader"} }
+func binaries() []string { return []string{"sidecar", "uploader", "webhook"} }
 
 // repoRoot is two levels up from this package.
 func repoRoot(t *testing.T) string {
