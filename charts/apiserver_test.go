@@ -34,6 +34,8 @@ var plurals = map[string]struct {
 	"Certificate":                  {"apis/cert-manager.io/v1", "certificates", true},
 	"Issuer":                       {"apis/cert-manager.io/v1", "issuers", true},
 	"PrometheusRule":               {"apis/monitoring.coreos.com/v1", "prometheusrules", true},
+	"ServiceMonitor":               {"apis/monitoring.coreos.com/v1", "servicemonitors", true},
+	"PodMonitor":                   {"apis/monitoring.coreos.com/v1", "podmonitors", true},
 }
 
 // crdFiles are the CRDs of the kinds above that Kubernetes does not have, from the module zips
@@ -41,7 +43,9 @@ var plurals = map[string]struct {
 var crdFiles = map[string][]string{
 	"github.com/cert-manager/cert-manager": {"deploy/crds/cert-manager.io_certificates.yaml",
 		"deploy/crds/cert-manager.io_issuers.yaml"},
-	"github.com/prometheus-operator/prometheus-operator": {"example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"},
+	"github.com/prometheus-operator/prometheus-operator": {"example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+		"example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+		"example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"},
 }
 
 // installCRDs creates the pinned CRDs on k and waits, within a deadline, until each is
@@ -154,7 +158,8 @@ func TestRenderedAcceptedByAPIServer(t *testing.T) {
 			kinds[kind] = true
 		}
 	}
-	for _, want := range []string{"Deployment", "MutatingWebhookConfiguration", "Certificate", "PrometheusRule", "ConfigMap", "Secret"} {
+	for _, want := range []string{"Deployment", "MutatingWebhookConfiguration", "Certificate", "PrometheusRule", "ConfigMap", "Secret",
+		"ServiceMonitor", "PodMonitor"} {
 		if !kinds[want] {
 			t.Errorf("no %s among the rendered objects: the renders no longer cover it", want)
 		}
