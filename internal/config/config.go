@@ -575,22 +575,9 @@ func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
 }
 
 func (c Config) validateListen(add func(flagName, formatted, problem string)) {
-	credHost, credPort, problem := checkAddress(c.Listen)
-	if problem == "" {
-		ip, err := netip.ParseAddr(credHost)
-		switch {
-		case credHost == "" && !c.AllowNonLoopback:
-			problem = "listens on every interface: give a loopback address such as 127.0.0.1, " +
-				"or set --allow-non-loopback"
-		case credHost != "" && err != nil:
-			problem = "host must be an IP address: SDKs accept only 127.0.0.1 (or ::1) for a plain-http endpoint"
-		case err == nil && !ip.IsLoopback() && !c.AllowNonLoopback:
-			problem = "not a loopback address: anyone who can reach it could fetch the credentials " +
-				"with the token; use 127.0.0.1, or set --allow-non-loopback"
-		}
-	}
-	if problem != "" {
-		add("listen", c.Listen, problem)
+	credHost, credPort, _ := checkAddress(c.Listen)
+	if err := server.CheckCredentialsListen(c.Listen, c.AllowNonLoopback); err != nil {
+		add("listen", c.Listen, err.Error())
 	}
 	metricsHost, metricsPort, problem := checkAddress(c.MetricsListen)
 	if _, err := netip.ParseAddr(metricsHost); problem == "" && metricsHost != "" && err != nil {
@@ -622,11 +609,9 @@ func (c Config) validateModes(add func(flagName, formatted, problem string)) {
 		}
 	}
 	if p := c.CredentialsFile; p != "" {
-		switch {
-		case !filepath.IsAbs(p):
-			add("credentials-file", p, "must be an absolute path, such as /var/run/credsidecar-files/credentials")
-		case strings.HasSuffix(p, "/") || filepath.Base(p) == "." || filepath.Base(p) == "..":
-			add("credentials-file", p, "must name a file, not a directory")
+		switch err := credfile.CheckPath(p); {
+		case err != nil:
+			add("credentials-file", p, err.Error())
 		case filepath.Clean(p) == filepath.Clean(c.AuthTokenFile) || filepath.Clean(p) == filepath.Clean(c.TokenFile):
 			add("credentials-file", p, "must not be the --auth-token-file or the --token-file")
 		}

@@ -151,6 +151,18 @@ func CheckProfile(name string) error {
 	return nil
 }
 
+// CheckPath says why p cannot be the credentials file, or returns nil: it must be an absolute
+// path naming a file (for config validation, before any Writer exists).
+func CheckPath(p string) error {
+	switch {
+	case !filepath.IsAbs(p):
+		return errors.New("must be an absolute path, such as /var/run/credsidecar-files/credentials")
+	case strings.HasSuffix(p, "/") || filepath.Base(p) == "." || filepath.Base(p) == "..":
+		return errors.New("must name a file, not a directory")
+	}
+	return nil
+}
+
 // Path returns the file's path.
 func (w *Writer) Path() string { return w.path }
 

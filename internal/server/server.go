@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -98,6 +99,29 @@ func SplitAddr(addr string) (host, port string, err error) {
 		return "", "", errors.New("port must be a number from 0 to 65535")
 	}
 	return host, port, nil
+}
+
+// CheckCredentialsListen says why addr may not carry the credentials endpoint, or returns nil:
+// a loopback IP literal, unless allowNonLoopback, since anyone who reaches it and has the auth
+// token gets the credentials, and a host name, since the SDKs accept only 127.0.0.1 (or ::1)
+// for a plain-http endpoint.
+func CheckCredentialsListen(addr string, allowNonLoopback bool) error {
+	host, _, err := SplitAddr(addr)
+	if err != nil {
+		return err
+	}
+	ip, perr := netip.ParseAddr(host)
+	switch {
+	case host == "" && !allowNonLoopback:
+		return errors.New("listens on every interface: give a loopback address such as 127.0.0.1, " +
+			"or set --allow-non-loopback")
+	case host != "" && perr != nil:
+		return errors.New("host must be an IP address: SDKs accept only 127.0.0.1 (or ::1) for a plain-http endpoint")
+	case perr == nil && !ip.IsLoopback() && !allowNonLoopback:
+		return errors.New("not a loopback address: anyone who can reach it could fetch the credentials " +
+			"with the token; use 127.0.0.1, or set --allow-non-loopback")
+	}
+	return nil
 }
 
 // Serve serves srv on ln until ctx is done, then stops accepting connections and lets requests
