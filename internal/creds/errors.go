@@ -98,7 +98,7 @@ func ErrorCode(err error) string {
 }
 
 // classify is the one place that reads AWS errors: the class decides the backoff, the code
-// labels metrics and picks the hint, and the two cannot disagree.
+// labels metrics and selects the finding the logs explain, and the two cannot disagree.
 func classify(err error) (Class, string) {
 	var te *TokenError
 	if errors.As(err, &te) {
