@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +32,11 @@ var ErrVersion = errors.New("version requested")
 // Config is the sidecar's configuration. Build one with Parse, or start from Defaults and set
 // the required fields, then call Validate.
 type Config struct {
-	// RoleARN is the IAM role to assume.
+	// RoleARN is the unnamed role, served at /v1/credentials (and by IMDS); it may be empty when
+	// Roles has named ones.
 	RoleARN string
+	// Roles are the named roles (--role NAME=ARN), each served at /v1/credentials/NAME.
+	Roles []Role
 	// TokenFile is the kubelet-projected service-account token.
 	TokenFile string
 	// Region selects the regional STS endpoint; it may be empty when STSEndpoint is set.
@@ -120,9 +124,9 @@ func settings() []setting {
 			return err
 		}
 	}
-	return []setting{
-		{flag: "role-arn", envs: []string{"AWS_ROLE_ARN"}, kind: "arn", defHelp: "required",
-			usage: "IAM role to assume", set: str(func(c *Config) *string { return &c.RoleARN })},
+	table := []setting{
+		{flag: "role-arn", envs: []string{"AWS_ROLE_ARN"}, kind: "arn", defHelp: "required unless --role",
+			usage: "IAM role to assume, served at /v1/credentials", set: str(func(c *Config) *string { return &c.RoleARN })},
 		{flag: "token-file", envs: []string{"AWS_WEB_IDENTITY_TOKEN_FILE"}, kind: "path", defHelp: "required",
 			usage: "projected service-account token", set: str(func(c *Config) *string { return &c.TokenFile })},
 		{flag: "region", envs: []string{"AWS_REGION", "AWS_DEFAULT_REGION"}, kind: "string",
@@ -222,6 +226,9 @@ func settings() []setting {
 				return nil
 			}},
 	}
+	// The named roles' settings come after the unnamed role's chain and policies.
+	at := slices.IndexFunc(table, func(s setting) bool { return s.flag == "session-policy-arn" }) + 1
+	return slices.Insert(table, at, roleSettings()...)
 }
 
 // parseDuration accepts Go durations ("1h30m") and, since STS counts in seconds, bare seconds.
@@ -430,8 +437,9 @@ func (c Config) Validate() error {
 		errs = append(errs, c.problem(flagName, formatted, problem))
 	}
 	switch {
+	case c.RoleARN == "" && len(c.Roles) == 0:
+		add("role-arn", "", "required unless --role names a role: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>")
 	case c.RoleARN == "":
-		add("role-arn", "", "required: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>")
 	case awsarn.CheckRole(c.RoleARN) != nil:
 		add("role-arn", c.RoleARN, awsarn.CheckRole(c.RoleARN).Error())
 	}
@@ -441,8 +449,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Region == "" && c.STSEndpoint == "":
 		add("region", "", "required unless --sts-endpoint is set: the AWS SDK calls the regional STS endpoint")
-	case c.Region == "" && len(c.ChainRoleARNs) > 0:
-		add("region", "", "required with --chain-role-arn: AssumeRole calls are signed for a region")
+	case c.Region == "" && c.chained():
+		add("region", "", "required with --chain-role-arn or --role-chain-role-arn: AssumeRole calls are signed for a region")
 	case c.Region == "" && c.IMDSListen != "":
 		add("region", "", "required with --imds-listen: instance metadata reports the region, and SDKs use it")
 	case c.Region != "" && !creds.ValidRegion(c.Region):
@@ -463,7 +471,10 @@ func (c Config) Validate() error {
 	if c.SessionName != "" && creds.SessionName(c.SessionName, "") != c.SessionName {
 		add("session-name", c.SessionName, "must be 2-64 characters from letters, digits and _+=,.@-")
 	}
-	c.validateChain(add)
+	checkChain(chainSpec{arns: c.ChainRoleARNs, ids: c.ChainExternalIDs, policy: c.SessionPolicy,
+		policyARNs: c.SessionPolicyARNs, arnFlag: "chain-role-arn", idFlag: "chain-external-id",
+		policyFlag: "session-policy", policyARNFlag: "session-policy-arn"}, add)
+	c.validateRoles(add)
 	c.validateTimes(add)
 	c.validateListen(add)
 	switch {
@@ -472,6 +483,10 @@ func (c Config) Validate() error {
 	case c.TokenFile != "" && filepath.Clean(c.AuthTokenFile) == filepath.Clean(c.TokenFile):
 		add("auth-token-file", c.AuthTokenFile, "must not be the --token-file: the service-account token would "+
 			"then be accepted as the endpoint's Authorization token")
+	}
+	if c.IMDSListen != "" && c.RoleARN == "" && len(c.Roles) > 0 {
+		add("imds-listen", c.IMDSListen, "needs --role-arn: instance metadata serves the unnamed role only, since an "+
+			"instance has one role; the named roles are served at /v1/credentials/NAME")
 	}
 	if c.IMDSListen != "" && c.HostNetwork() {
 		add("imds-listen", c.IMDSListen, fmt.Sprintf("refused: the pod uses hostNetwork (POD_IP = HOST_IP = %s), so its "+
@@ -488,39 +503,48 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// validateChain checks role chaining and the session policies.
-func (c Config) validateChain(add func(flagName, formatted, problem string)) {
+// chainSpec is one role's chain and session policies, and the flags that set them.
+type chainSpec struct {
+	arns, ids, policyARNs                      []string
+	policy                                     string
+	arnFlag, idFlag, policyFlag, policyARNFlag string
+	what                                       string // "role \"name\": " for a named role
+}
+
+// checkChain checks a role's chain and session policies: the one rule for the unnamed role and
+// every named one.
+func checkChain(s chainSpec, add func(flagName, formatted, problem string)) {
 	joined := func(vs []string) string { return strings.Join(vs, ",") }
-	if n := len(c.ChainRoleARNs); n > creds.MaxChainHops {
-		add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("%d roles, at most %d: every hop is one more STS call per refresh",
-			n, creds.MaxChainHops))
+	if n := len(s.arns); n > creds.MaxChainHops {
+		add(s.arnFlag, joined(s.arns), fmt.Sprintf("%s%d roles, at most %d: every hop is one more STS call per refresh",
+			s.what, n, creds.MaxChainHops))
 	}
-	for i, arn := range c.ChainRoleARNs {
+	for i, arn := range s.arns {
 		if err := awsarn.CheckRole(arn); err != nil {
-			add("chain-role-arn", joined(c.ChainRoleARNs), fmt.Sprintf("hop %d %q is %v", i+2, arn, err))
+			add(s.arnFlag, joined(s.arns), fmt.Sprintf("%shop %d %q is %v", s.what, i+2, arn, err))
 		}
 	}
-	switch ids := c.ChainExternalIDs; {
-	case len(ids) > 0 && len(ids) != len(c.ChainRoleARNs):
-		add("chain-external-id", joined(ids), fmt.Sprintf("%d external IDs for %d chained roles: give one per "+
-			"--chain-role-arn, in the same order, empty for a role that needs none", len(ids), len(c.ChainRoleARNs)))
+	switch ids := s.ids; {
+	case len(ids) > 0 && len(ids) != len(s.arns):
+		add(s.idFlag, joined(ids), fmt.Sprintf("%s%d external IDs for %d chained roles: give one per "+
+			"--%s, in the same order, empty for a role that needs none", s.what, len(ids), len(s.arns), s.arnFlag))
 	default:
 		for i, id := range ids {
 			if id != "" && creds.CheckExternalID(id) != nil {
-				add("chain-external-id", joined(ids), fmt.Sprintf("the external ID for hop %d: %v", i+2, creds.CheckExternalID(id)))
+				add(s.idFlag, joined(ids), fmt.Sprintf("%sthe external ID for hop %d: %v", s.what, i+2, creds.CheckExternalID(id)))
 			}
 		}
 	}
-	if err := creds.CheckSessionPolicy(c.SessionPolicy); err != nil {
-		add("session-policy", c.SessionPolicy, err.Error())
+	if err := creds.CheckSessionPolicy(s.policy); err != nil {
+		add(s.policyFlag, s.policy, s.what+err.Error())
 	}
-	if n := len(c.SessionPolicyARNs); n > creds.MaxSessionPolicyARNs {
-		add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%d policies, STS accepts at most %d",
-			n, creds.MaxSessionPolicyARNs))
+	if n := len(s.policyARNs); n > creds.MaxSessionPolicyARNs {
+		add(s.policyARNFlag, joined(s.policyARNs), fmt.Sprintf("%s%d policies, STS accepts at most %d",
+			s.what, n, creds.MaxSessionPolicyARNs))
 	}
-	for _, arn := range c.SessionPolicyARNs {
+	for _, arn := range s.policyARNs {
 		if err := awsarn.CheckPolicy(arn); err != nil {
-			add("session-policy-arn", joined(c.SessionPolicyARNs), fmt.Sprintf("%q is %v", arn, err))
+			add(s.policyARNFlag, joined(s.policyARNs), fmt.Sprintf("%s%q is %v", s.what, arn, err))
 		}
 	}
 }
@@ -539,7 +563,7 @@ func (c Config) validateTimes(add func(flagName, formatted, problem string)) {
 	windowOK := true
 	// The served credentials' lifetime: a chained role's session lasts at most an hour.
 	lifetime, lifetimeFrom := c.Duration, fmt.Sprintf("--duration %v", c.Duration)
-	if len(c.ChainRoleARNs) > 0 && c.Duration > creds.MaxChainedDuration {
+	if c.chained() && c.Duration > creds.MaxChainedDuration {
 		lifetime, lifetimeFrom = creds.MaxChainedDuration, fmt.Sprintf("the %v a chained role's session lasts", creds.MaxChainedDuration)
 	}
 	switch {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -123,6 +124,23 @@ func TestParse(t *testing.T) {
 			modify: func(c *Config) {
 				c.ChainRoleARNs, c.ChainExternalIDs = []string{chainARN1, chainARN3}, []string{"ext-1", ""}
 			}},
+		{name: "named roles by flags, with a chain and policies", env: baseEnv(), args: []string{
+			"--role", "reader=" + chainARN1, "--role=writer=" + chainARN2, "--role-chain-role-arn=writer=" + chainARN3,
+			"--role-chain-external-id=writer=ext-9", "--role-session-policy-arn=reader=arn:aws:iam::aws:policy/ReadOnlyAccess",
+			`--role-session-policies={"reader": {"Version": "2012-10-17"}, "writer": "{\"Version\":\"2012-10-17\"}"}`},
+			modify: func(c *Config) {
+				c.Roles = []Role{
+					{Name: "reader", ARN: chainARN1, SessionPolicyARNs: []string{"arn:aws:iam::aws:policy/ReadOnlyAccess"},
+						SessionPolicy: `{"Version": "2012-10-17"}`},
+					{Name: "writer", ARN: chainARN2, ChainRoleARNs: []string{chainARN3}, ChainExternalIDs: []string{"ext-9"},
+						SessionPolicy: `{"Version":"2012-10-17"}`},
+				}
+			}},
+		{name: "named roles only, by variable", env: withEnv(map[string]string{"CREDSIDECAR_ROLES": "reader=" + chainARN1 + ", writer=" + chainARN2}, "AWS_ROLE_ARN"),
+			modify: func(c *Config) {
+				c.RoleARN = ""
+				c.Roles = []Role{{Name: "reader", ARN: chainARN1}, {Name: "writer", ARN: chainARN2}}
+			}},
 		{name: "chain by variables", env: withEnv(map[string]string{"CREDSIDECAR_CHAIN_ROLE_ARNS": chainARN1 + "," + chainARN2,
 			"CREDSIDECAR_CHAIN_EXTERNAL_IDS": ",ext-2"}),
 			modify: func(c *Config) {
@@ -194,7 +212,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "duration seconds overflow", env: baseEnv(), args: []string{"--duration=99999999999999999"},
 			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "99999999999999999": out of range`},
 		{name: "missing everything", env: map[string]string{},
-			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "": required: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>; ` +
+			want: `invalid configuration: --role-arn (AWS_ROLE_ARN) = "": required unless --role names a role: the IAM role to assume, arn:aws:iam::<account-id>:role/<name>; ` +
 				`--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) = "": required: the path of the projected service-account token, as mounted in the pod; ` +
 				`--region (AWS_REGION or AWS_DEFAULT_REGION) = "": required unless --sts-endpoint is set: the AWS SDK calls the regional STS endpoint`},
 		{name: "region from the second variable", env: withEnv(map[string]string{"AWS_DEFAULT_REGION": "EU_WEST"}, "AWS_REGION"),
@@ -263,8 +281,8 @@ func TestParseErrors(t *testing.T) {
 			want: `invalid configuration: --duration (CREDSIDECAR_DURATION) = "30m": must be at least 1h: SDKs refresh container credentials 5-15 min before expiry, shorter sessions make them call the endpoint on every request; --log-format (CREDSIDECAR_LOG_FORMAT) = "xml": must be json or text`},
 		{name: "newline in a value stays on one line", env: withEnv(map[string]string{"CREDSIDECAR_LOG_FORMAT": "json\nERROR forged"}),
 			want: `invalid configuration: --log-format (CREDSIDECAR_LOG_FORMAT) = "json\nERROR forged": must be json or text`},
-		{name: "unknown flag", env: baseEnv(), args: []string{"--role=x"},
-			want: `parse arguments: flag provided but not defined: -role`},
+		{name: "unknown flag", env: baseEnv(), args: []string{"--roles=x"},
+			want: `parse arguments: flag provided but not defined: -roles`},
 		{name: "positional argument", env: baseEnv(), args: []string{"--duration=1h", "extra"},
 			want: `parse arguments: unexpected argument "extra": serve takes flags only`},
 		{name: "missing flag value", env: baseEnv(), args: []string{"--duration"},
@@ -281,9 +299,33 @@ func TestParseErrors(t *testing.T) {
 			want: `invalid configuration: --chain-external-id (CREDSIDECAR_CHAIN_EXTERNAL_IDS) = "ext-1": 1 external IDs for 0 chained roles: give one per --chain-role-arn, in the same order, empty for a role that needs none`},
 		{name: "external id with a space", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--chain-external-id=my id"},
 			want: `invalid configuration: --chain-external-id (CREDSIDECAR_CHAIN_EXTERNAL_IDS) = "my id": the external ID for hop 2: want 2-1224 characters of letters, digits and _+=,.@:/-`},
+		{name: "role without a name", env: baseEnv(), args: []string{"--role=" + chainARN1},
+			want: `invalid configuration: --role (CREDSIDECAR_ROLES) = "` + chainARN1 + `": "` + chainARN1 + `": want NAME=ARN`},
+		{name: "role name with capitals", env: withEnv(map[string]string{"CREDSIDECAR_ROLES": "Reader=" + chainARN1}),
+			want: `invalid configuration: --role (CREDSIDECAR_ROLES) = "Reader=` + chainARN1 + `": role name "Reader": want 1 to 32 of a-z, 0-9 and -`},
+		{name: "role named twice", env: baseEnv(), args: []string{"--role=reader=" + chainARN1, "--role=reader=" + chainARN2},
+			want: `invalid configuration: --role (CREDSIDECAR_ROLES) = "reader=` + chainARN1 + `,reader=` + chainARN2 + `": role "reader" is named twice`},
+		{name: "role with a policy ARN", env: baseEnv(), args: []string{"--role=reader=arn:aws:iam::aws:policy/ReadOnlyAccess"},
+			want: `invalid configuration: --role (CREDSIDECAR_ROLES) = "reader=arn:aws:iam::aws:policy/ReadOnlyAccess": role "reader": "arn:aws:iam::aws:policy/ReadOnlyAccess" is not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "seventeen roles", env: withEnv(map[string]string{"CREDSIDECAR_ROLES": seventeenRoles()}),
+			want: `invalid configuration: --role (CREDSIDECAR_ROLES) = "` + seventeenRoles() + `": 17 roles, at most 16: each is one more STS call per refresh`},
+		{name: "chain for an unknown role", env: baseEnv(), args: []string{"--role=reader=" + chainARN1, "--role-chain-role-arn=writer=" + chainARN2},
+			want: `invalid configuration: --role-chain-role-arn (CREDSIDECAR_ROLE_CHAIN_ROLE_ARNS) = "writer=` + chainARN2 + `": no role "writer": the roles are reader`},
+		{name: "chain for a role not declared", env: baseEnv(), args: []string{"--role-chain-role-arn=writer=" + chainARN2},
+			want: `invalid configuration: --role-chain-role-arn (CREDSIDECAR_ROLE_CHAIN_ROLE_ARNS) = "writer=` + chainARN2 + `": no role "writer": name it with --role writer=ARN first`},
+		{name: "named role's bad hop", env: baseEnv(), args: []string{"--role=reader=" + chainARN1, "--role-chain-role-arn=reader=arn:aws:s3:::bucket"},
+			want: `invalid configuration: --role-chain-role-arn (CREDSIDECAR_ROLE_CHAIN_ROLE_ARNS) = "reader=arn:aws:s3:::bucket": role "reader": hop 2 "arn:aws:s3:::bucket" is not an IAM role ARN: want arn:aws:iam::<12-digit account id>:role/<name> (partition aws, aws-cn or aws-us-gov)`},
+		{name: "named role's policies not an object", env: baseEnv(), args: []string{"--role=reader=" + chainARN1, "--role-session-policies=[]"},
+			want: `invalid configuration: --role-session-policies (CREDSIDECAR_ROLE_SESSION_POLICIES) = "[]": must be a JSON object from role name to policy document, {"reader": {"Version": ...}}`},
+		{name: "imds without the unnamed role", env: withEnv(map[string]string{"CREDSIDECAR_ROLES": "reader=" + chainARN1}, "AWS_ROLE_ARN"),
+			args: []string{"--imds-listen=127.0.0.1:9911"},
+			want: `invalid configuration: --imds-listen (CREDSIDECAR_IMDS_LISTEN) = "127.0.0.1:9911": needs --role-arn: instance metadata serves the unnamed role only, since an instance has one role; the named roles are served at /v1/credentials/NAME`},
+		{name: "profile named like a role", env: baseEnv(), args: []string{"--role=reader=" + chainARN1,
+			"--credentials-file=/var/run/credsidecar/credentials", "--credentials-profile=reader"},
+			want: `invalid configuration: --credentials-profile (CREDSIDECAR_CREDENTIALS_PROFILE) = "reader": is also a --role name: the credentials file holds [<this>] for --role-arn's credentials and [NAME] for each named role's, so the two would collide`},
 		{name: "chain without a region", env: withEnv(map[string]string{"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:8333"}, "AWS_REGION"),
 			args: []string{"--chain-role-arn=" + chainARN1},
-			want: `invalid configuration: --region (AWS_REGION or AWS_DEFAULT_REGION) = "": required with --chain-role-arn: AssumeRole calls are signed for a region`},
+			want: `invalid configuration: --region (AWS_REGION or AWS_DEFAULT_REGION) = "": required with --chain-role-arn or --role-chain-role-arn: AssumeRole calls are signed for a region`},
 		{name: "window too long for a chained hour", env: baseEnv(), args: []string{"--chain-role-arn=" + chainARN1, "--duration=2h", "--refresh-window=61m"},
 			want: `invalid configuration: --refresh-window (CREDSIDECAR_REFRESH_WINDOW) = "61m": must be less than 1h0m0s (the 1h0m0s a chained role's session lasts): fresh credentials would already be due for refresh and the sidecar would call STS without pause`},
 		{name: "session policy not JSON", env: withEnv(map[string]string{"CREDSIDECAR_SESSION_POLICY": "s3:GetObject"}),
@@ -455,4 +497,13 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted metrics listen %q", c.MetricsListen)
 		}
 	})
+}
+
+// seventeenRoles is one role more than a sidecar takes.
+func seventeenRoles() string {
+	pairs := make([]string, 17)
+	for i := range pairs {
+		pairs[i] = fmt.Sprintf("r%d=arn:aws:iam::123456789012:role/r%d", i, i)
+	}
+	return strings.Join(pairs, ",")
 }
