@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,11 @@ type Manager struct {
 	token atomic.Pointer[tokenState]
 	kick  chan struct{}
 
+	// peers are the other managers of this one's Group: its token watcher hands every token
+	// version to them too. inGroup marks every member, which only the Group may run.
+	peers   []*Manager
+	inGroup bool
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every publish; see Updated
 	running bool
@@ -125,39 +131,64 @@ func NewManager(cfg Config, api STSAPI, opts ...Option) (*Manager, error) {
 }
 
 // Run fetches credentials, keeps them fresh and watches the token until ctx is done or Close
-// is called; it then returns nil. It returns an error only when called twice.
+// is called; it then returns nil. It returns an error only when called twice. Managers of a
+// Group are run by the Group's Run instead.
 func (m *Manager) Run(ctx context.Context) error {
+	if m.inGroup {
+		return errors.New("run credentials manager: it belongs to a group; run the group")
+	}
+	if !m.begin() {
+		return m.errRunning()
+	}
+	// Read before either goroutine starts: the first fetch uses it, the watcher starts from it.
+	return m.run(ctx, m.loadToken())
+}
+
+// begin marks m running, unless it already was (then false). A closed manager still counts as
+// begun: run then returns at once.
+func (m *Manager) begin() bool {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.running {
-		m.mu.Unlock()
-		return errors.New("run credentials manager: already running")
+		return false
 	}
 	m.running = true
-	if m.closed {
-		m.mu.Unlock()
+	m.wg.Add(1) // run's own; Close waits for it
+	return true
+}
+
+func (m *Manager) errRunning() error { return errors.New("run credentials manager: already running") }
+
+// run runs the refresh loop and, when w is not nil, the token watcher that feeds it (and the
+// group's other managers), until ctx is done or Close is called.
+func (m *Manager) run(ctx context.Context, w *tokenWatch) error {
+	defer m.wg.Done()
+	select {
+	case <-m.quit: // closed before it ran
 		return nil
+	default:
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m.wg.Add(2)
-	m.mu.Unlock()
-
-	// Read before either goroutine starts: the first fetch uses it, the watcher starts from it.
-	w := m.loadToken()
+	var loops sync.WaitGroup
+	loops.Add(1)
 	go func() {
-		defer m.wg.Done()
+		defer loops.Done()
 		m.refreshLoop(ctx)
 	}()
-	go func() {
-		defer m.wg.Done()
-		m.watchToken(ctx, w)
-	}()
+	if w != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			m.watchToken(ctx, w)
+		}()
+	}
 	select {
 	case <-ctx.Done():
 	case <-m.quit:
 	}
 	cancel()
-	m.wg.Wait()
+	loops.Wait()
 	return nil
 }
 
@@ -170,6 +201,105 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+	return nil
+}
+
+// Role names a Manager in a Group; "" is the unnamed role.
+type Role struct {
+	Name    string
+	Manager *Manager
+}
+
+// Group runs the managers of several roles on one projected token: the first one's watcher
+// reads each version of the file once and hands it to every manager's refresh loop, and each
+// manager keeps its own credentials, backoff and cache, so a role whose trust policy rejects
+// the token does not stop the others.
+type Group struct {
+	roles []Role
+}
+
+// NewGroup groups managers built with NewManager for the same token file and poll interval;
+// names must be distinct. The first manager's observers see the token's events (rotations,
+// reloads), every manager's its own STS calls and credentials.
+func NewGroup(roles ...Role) (*Group, error) {
+	if len(roles) == 0 {
+		return nil, errors.New("new credentials group: no roles")
+	}
+	seen := map[string]bool{}
+	lead := roles[0].Manager
+	for _, r := range roles {
+		m := r.Manager
+		switch {
+		case m == nil:
+			return nil, fmt.Errorf("new credentials group: role %q has no manager", r.Name)
+		case seen[r.Name]:
+			return nil, fmt.Errorf("new credentials group: role %q given twice", r.Name)
+		case m.inGroup:
+			return nil, fmt.Errorf("new credentials group: role %q's manager is in a group already", r.Name)
+		case m.cfg.TokenFile != lead.cfg.TokenFile || m.cfg.PollInterval != lead.cfg.PollInterval:
+			return nil, fmt.Errorf("new credentials group: role %q reads %s every %s, the first role %s every %s: "+
+				"a group shares one token watch", r.Name, m.cfg.TokenFile, m.cfg.PollInterval, lead.cfg.TokenFile, lead.cfg.PollInterval)
+		}
+		seen[r.Name] = true
+	}
+	g := &Group{roles: slices.Clone(roles)}
+	for i, r := range g.roles {
+		r.Manager.inGroup = true
+		if i > 0 {
+			lead.peers = append(lead.peers, r.Manager)
+		}
+	}
+	return g, nil
+}
+
+// Roles returns the group's roles, in the order given.
+func (g *Group) Roles() []Role { return slices.Clone(g.roles) }
+
+// Manager returns the manager of the named role, or nil.
+func (g *Group) Manager(name string) *Manager {
+	for _, r := range g.roles {
+		if r.Name == name {
+			return r.Manager
+		}
+	}
+	return nil
+}
+
+// Run reads the token once, then runs every manager's refresh loop and the one token watcher
+// until ctx is done or Close is called; it returns nil then. It returns an error only when
+// called twice.
+func (g *Group) Run(ctx context.Context) error {
+	for i, r := range g.roles {
+		if !r.Manager.begin() {
+			for _, started := range g.roles[:i] {
+				started.Manager.wg.Done()
+			}
+			return r.Manager.errRunning()
+		}
+	}
+	lead := g.roles[0].Manager
+	w := lead.loadToken() // hands the first version to every manager before any fetches
+	var all sync.WaitGroup
+	for i, r := range g.roles {
+		all.Add(1)
+		go func() {
+			defer all.Done()
+			if i == 0 {
+				_ = r.Manager.run(ctx, w)
+			} else {
+				_ = r.Manager.run(ctx, nil)
+			}
+		}()
+	}
+	all.Wait()
+	return nil
+}
+
+// Close stops Run and waits for every manager. It may be called more than once.
+func (g *Group) Close() error {
+	for _, r := range g.roles {
+		_ = r.Manager.Close()
+	}
 	return nil
 }
 

@@ -109,7 +109,11 @@ func (m *Manager) note(w *tokenWatch, tok *tokenFile, err error, initial bool) {
 		return
 	}
 	w.seen = now
-	m.token.Store(&tokenState{tok: tok, err: err})
+	state := &tokenState{tok: tok, err: err}
+	m.token.Store(state)
+	for _, p := range m.peers {
+		p.token.Store(state)
+	}
 	if initial {
 		return
 	}
@@ -119,9 +123,11 @@ func (m *Manager) note(w *tokenWatch, tok *tokenFile, err error, initial bool) {
 	}
 	m.log.Info("token rotation noticed", "path", m.cfg.TokenFile, "target", tok.target,
 		"issued_at", tok.claims.IssuedAt, "expiry", tok.claims.Expiry)
-	select {
-	case m.kick <- struct{}{}:
-	default: // a kick is already pending
+	for _, to := range append([]*Manager{m}, m.peers...) {
+		select {
+		case to.kick <- struct{}{}:
+		default: // a kick is already pending
+		}
 	}
 	m.obs.TokenReloaded(tok.claims.Expiry)
 }
