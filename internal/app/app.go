@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,7 +102,9 @@ type App struct {
 	cfg      config.Config
 	log      *slog.Logger
 	opts     Options
-	manager  *creds.Manager
+	group    *creds.Group
+	roles    []server.Role  // the group's, for the endpoint and the probes
+	manager  *creds.Manager // the unnamed role's; nil when there are only named roles
 	token    *authtoken.Token
 	credsSrv *http.Server
 	opsSrv   *http.Server
@@ -151,10 +154,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			return nil, fmt.Errorf("start sidecar: %w", err)
 		}
 	}
-	if a.manager, err = a.newManager(m, clk); err != nil {
+	if err := a.newGroup(m, clk); err != nil {
 		return nil, fmt.Errorf("start sidecar: %w", err)
 	}
-	m.SetReady(func() bool { return a.manager.Servable() != nil })
+	names := make([]string, len(a.roles))
+	for i, r := range a.roles {
+		names[i] = r.Name
+	}
+	m.SetReady(names, func(role string) bool { return a.group.Manager(role).Servable() != nil })
 	if err := a.listen(ctx); err != nil {
 		return nil, err
 	}
@@ -165,26 +172,60 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	return a, nil
 }
 
-// newManager builds the credentials manager from the configuration: the STS client (or the
-// caller's), the chain, the session policies, and the token warnings and STS explanations of
-// package findings for its logs.
-func (a *App) newManager(m *metrics.Metrics, clk clock.Clock) (*creds.Manager, error) {
+// newGroup builds a credentials manager per role, the unnamed one first, grouped on the one
+// token watch.
+func (a *App) newGroup(m *metrics.Metrics, clk clock.Clock) error {
 	cfg := a.cfg
 	api := a.opts.STS
 	if api == nil {
 		api = creds.NewSTSClient(cfg.Region, cfg.STSEndpoint)
 	}
-	chain := make([]creds.ChainHop, len(cfg.ChainRoleARNs))
-	for i, arn := range cfg.ChainRoleARNs {
+	specs := make([]config.Role, 0, len(cfg.Roles)+1)
+	if cfg.RoleARN != "" {
+		specs = append(specs, config.Role{ARN: cfg.RoleARN, ChainRoleARNs: cfg.ChainRoleARNs,
+			ChainExternalIDs: cfg.ChainExternalIDs, SessionPolicy: cfg.SessionPolicy, SessionPolicyARNs: cfg.SessionPolicyARNs})
+	}
+	specs = append(specs, cfg.Roles...)
+	var roles []creds.Role
+	for i, spec := range specs {
+		log, obs := a.log, creds.Observer(m)
+		if spec.Name != "" {
+			log, obs = a.log.With("role", spec.Name), m.ForRole(spec.Name)
+		}
+		opts := []creds.Option{creds.WithLogger(log), creds.WithObserver(obs), creds.WithClock(clk),
+			creds.WithExplain(findings.ExplainSTS)}
+		if i == 0 { // the token's problems are logged once, by the manager whose watcher reads it
+			opts = append(opts, creds.WithTokenCheck(tokenWarnings(a.log, clk)))
+		}
+		mgr, err := newManager(cfg, spec, api, append(opts, a.opts.CredsOptions...))
+		if err != nil {
+			if spec.Name != "" {
+				return fmt.Errorf("role %s: %w", spec.Name, err)
+			}
+			return err
+		}
+		roles = append(roles, creds.Role{Name: spec.Name, Manager: mgr})
+		a.roles = append(a.roles, server.Role{Name: spec.Name, Source: mgr})
+	}
+	g, err := creds.NewGroup(roles...)
+	if err != nil {
+		return err
+	}
+	a.group, a.manager = g, g.Manager("")
+	return nil
+}
+
+// newManager builds one role's credentials manager from the configuration and the role's spec.
+func newManager(cfg config.Config, spec config.Role, api creds.STSAPI, opts []creds.Option) (*creds.Manager, error) {
+	chain := make([]creds.ChainHop, len(spec.ChainRoleARNs))
+	for i, arn := range spec.ChainRoleARNs {
 		chain[i].RoleARN = arn
-		if i < len(cfg.ChainExternalIDs) {
-			chain[i].ExternalID = cfg.ChainExternalIDs[i]
+		if i < len(spec.ChainExternalIDs) {
+			chain[i].ExternalID = spec.ChainExternalIDs[i]
 		}
 	}
-	opts := append([]creds.Option{creds.WithLogger(a.log), creds.WithObserver(m), creds.WithClock(clk),
-		creds.WithTokenCheck(tokenWarnings(a.log, clk)), creds.WithExplain(findings.ExplainSTS)}, a.opts.CredsOptions...)
 	return creds.NewManager(creds.Config{
-		RoleARN:           cfg.RoleARN,
+		RoleARN:           spec.ARN,
 		TokenFile:         cfg.TokenFile,
 		SessionName:       cfg.SessionName,
 		Duration:          cfg.Duration,
@@ -192,8 +233,8 @@ func (a *App) newManager(m *metrics.Metrics, clk clock.Clock) (*creds.Manager, e
 		MinRemaining:      cfg.MinRemaining,
 		PollInterval:      cfg.TokenPollInterval,
 		Chain:             chain,
-		SessionPolicy:     cfg.SessionPolicy,
-		SessionPolicyARNs: cfg.SessionPolicyARNs,
+		SessionPolicy:     spec.SessionPolicy,
+		SessionPolicyARNs: spec.SessionPolicyARNs,
 	}, api, opts...)
 }
 
@@ -249,17 +290,28 @@ func (a *App) buildServers(m *metrics.Metrics, reg *prometheus.Registry, clk clo
 	if !a.cfg.AllowNonLoopback {
 		credsOpts = append(slices.Clone(serverOpts), server.WithLoopbackOnly())
 	}
-	a.credsSrv = server.NewHTTPServer(server.NewCredentials(a.manager, a.token, credsOpts...), a.log)
-	a.opsSrv = server.NewHTTPServer(server.NewOps(a.manager, reg, serverOpts...), a.log)
+	a.credsSrv = server.NewHTTPServer(server.NewCredentialsRoles(a.roles, a.token, credsOpts...), a.log)
+	a.opsSrv = server.NewHTTPServer(server.NewOps(a.roles, reg, serverOpts...), a.log)
 	return nil
 }
 
 // Addrs returns the bound addresses.
 func (a *App) Addrs() Addrs { return a.addrs }
 
-// WaitReady blocks until credentials can be served, and reports whether they can; it returns
-// false when ctx is done first. /readyz answers 200 from then on, as long as they stay fresh.
-func (a *App) WaitReady(ctx context.Context) bool { return a.manager.Wait(ctx) != nil }
+// WaitReady blocks until every role's credentials can be served, and reports whether they can;
+// it returns false when ctx is done first. /readyz answers 200 from then on, as long as they
+// stay fresh.
+func (a *App) WaitReady(ctx context.Context) bool {
+	for _, r := range a.group.Roles() {
+		if r.Manager.Wait(ctx) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Manager returns the named role's credentials manager ("" for the unnamed role), or nil.
+func (a *App) Manager(role string) *creds.Manager { return a.group.Manager(role) }
 
 // Run serves until ctx is done, then shuts the servers down within cfg.ShutdownTimeout and
 // stops the credentials manager. It returns nil after a clean shutdown, or the first error of
@@ -268,7 +320,7 @@ func (a *App) Run(ctx context.Context) error {
 	if !a.used.CompareAndSwap(false, true) {
 		return errors.New("run sidecar: already run or closed")
 	}
-	defer a.manager.Close()
+	defer a.group.Close()
 	a.log.Info("credsidecar starting", "version", a.opts.Version, "go", runtime.Version(),
 		"role_arn", a.cfg.RoleARN, "token_file", a.cfg.TokenFile, "region", a.cfg.Region,
 		"sts_endpoint", a.cfg.STSEndpoint, "duration", a.cfg.Duration.String(),
@@ -277,14 +329,14 @@ func (a *App) Run(ctx context.Context) error {
 		"auth_token_file", a.cfg.AuthTokenFile, "auth_token_generated", a.token.Generated(),
 		"imds_url", a.addrs.IMDSURL(), "credentials_file", a.cfg.CredentialsFile,
 		"chain_role_arns", a.cfg.ChainRoleARNs, "session_policy_chars", len(a.cfg.SessionPolicy),
-		"session_policy_arns", a.cfg.SessionPolicyARNs)
+		"session_policy_arns", a.cfg.SessionPolicyARNs, "roles", a.roleSummary())
 	a.warnExposure()
 	if a.opts.Listening != nil {
 		a.opts.Listening(a.addrs)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.manager.Run(gctx) })
+	g.Go(func() error { return a.group.Run(gctx) })
 	g.Go(func() error { return a.token.Watch(gctx) })
 	g.Go(func() error { return server.Serve(gctx, a.credsSrv, a.credsLn, a.cfg.ShutdownTimeout) })
 	g.Go(func() error { return server.Serve(gctx, a.opsSrv, a.opsLn, a.cfg.ShutdownTimeout) })
@@ -292,7 +344,7 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return server.Serve(gctx, a.imdsSrv, a.imdsLn, a.cfg.ShutdownTimeout) })
 	}
 	if a.credFile != nil {
-		g.Go(func() error { return a.credFile.Run(gctx, a.manager) })
+		g.Go(func() error { return a.credFile.RunProfiles(gctx, a.profiles()) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
@@ -331,8 +383,31 @@ func (a *App) Close() error {
 	if !a.used.CompareAndSwap(false, true) {
 		return nil
 	}
-	_ = a.manager.Close()
+	_ = a.group.Close()
 	return a.closeListeners()
+}
+
+// roleSummary lists the named roles for the start-up log: name=ARN, chained hops after ">".
+func (a *App) roleSummary() []string {
+	out := make([]string, len(a.cfg.Roles))
+	for i, r := range a.cfg.Roles {
+		out[i] = r.Name + "=" + strings.Join(append([]string{r.ARN}, r.ChainRoleARNs...), ">")
+	}
+	return out
+}
+
+// profiles are the credentials file's profiles: the unnamed role's under --credentials-profile,
+// each named role's under its name.
+func (a *App) profiles() []credfile.Profile {
+	var out []credfile.Profile
+	for _, r := range a.group.Roles() {
+		name := r.Name
+		if name == "" {
+			name = a.cfg.CredentialsProfile
+		}
+		out = append(out, credfile.Profile{Name: name, Source: r.Manager})
+	}
+	return out
 }
 
 // Run builds the sidecar with New and runs it until ctx is done.

@@ -83,9 +83,9 @@ type Writer struct {
 	clock    clock.Clock
 	log      *slog.Logger
 
-	mu      sync.Mutex // serialises writes
-	written *creds.Credentials
-	failing bool // the last write failed; the next success is logged
+	mu      sync.Mutex                    // serialises writes
+	written map[string]*creds.Credentials // by profile: what the file holds
+	failing bool                          // the last write failed; the next success is logged
 }
 
 // Option configures a Writer.
@@ -166,17 +166,70 @@ func CheckPath(p string) error {
 // Path returns the file's path.
 func (w *Writer) Path() string { return w.path }
 
-// Run writes the credentials src has, then rewrites the file each time src publishes new ones
-// (src.Updated), so it never polls. A failed write is logged and retried after the check
-// interval. While src has nothing servable the file keeps its last credentials. Run returns
-// nil when ctx is done.
-func (w *Writer) Run(ctx context.Context, src Source) error { return w.run(ctx, src, nil) }
+// Profile is one profile of the file and where its credentials come from.
+type Profile struct {
+	Name   string
+	Source Source
+}
 
-// run is Run; synced, for tests (export_test.go), is called after each attempt to bring the
-// file up to date.
-func (w *Writer) run(ctx context.Context, src Source, synced func()) error {
+// Run writes the credentials src has under the Writer's profile, then rewrites the file each
+// time src publishes new ones (src.Updated), so it never polls. A failed write is logged and
+// retried after the check interval. While src has nothing servable the file keeps its last
+// credentials. Run returns nil when ctx is done.
+func (w *Writer) Run(ctx context.Context, src Source) error {
 	if src == nil {
 		return errors.New("run credentials file writer: no credentials source")
+	}
+	return w.run(ctx, []Profile{{Name: w.profile, Source: src}}, nil)
+}
+
+// RunProfiles is Run for several profiles in one file, one per role (the sidecar's named
+// roles): the file is rewritten whole whenever any source publishes, each profile keeping its
+// last credentials while its source has nothing servable.
+func (w *Writer) RunProfiles(ctx context.Context, profiles []Profile) error {
+	if len(profiles) == 0 {
+		return errors.New("run credentials file writer: no profiles")
+	}
+	for _, p := range profiles {
+		if err := CheckProfile(p.Name); err != nil {
+			return fmt.Errorf("run credentials file writer: %w", err)
+		}
+		if p.Source == nil {
+			return fmt.Errorf("run credentials file writer: profile %s has no credentials source", p.Name)
+		}
+	}
+	return w.run(ctx, profiles, nil)
+}
+
+// run is RunProfiles; synced, for tests (export_test.go), is called after each attempt to bring
+// the file up to date.
+func (w *Writer) run(ctx context.Context, profiles []Profile, synced func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// One goroutine per source turns its Updated channel into a nudge; nudge holds at most one,
+	// since each sync reads every source anyway.
+	nudge := make(chan struct{}, 1)
+	var subs sync.WaitGroup
+	defer subs.Wait()
+	defer cancel()
+	first := make([]<-chan struct{}, len(profiles))
+	for i, p := range profiles {
+		first[i] = p.Source.Updated() // taken before Servable is first read
+		subs.Add(1)
+		go func() {
+			defer subs.Done()
+			for updated := first[i]; ; updated = p.Source.Updated() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-updated:
+				}
+				select {
+				case nudge <- struct{}{}:
+				default:
+				}
+			}
+		}()
 	}
 	var retry clock.Timer
 	defer func() {
@@ -185,9 +238,7 @@ func (w *Writer) run(ctx context.Context, src Source, synced func()) error {
 		}
 	}()
 	for {
-		// Taken before Servable is read, so that a publish in between is not missed.
-		updated := src.Updated()
-		ok := w.sync(src.Servable())
+		ok := w.sync(profiles)
 		if synced != nil {
 			synced()
 		}
@@ -205,42 +256,63 @@ func (w *Writer) run(ctx context.Context, src Source, synced func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-updated:
+		case <-nudge:
 		case <-retryC:
 		}
 	}
 }
 
-// sync writes c unless it is nil or already written, logs the outcome, and reports false when
-// a write failed and should be retried.
-func (w *Writer) sync(c *creds.Credentials) bool {
-	if c == nil {
-		return true
-	}
+// sync writes what the profiles' sources serve unless the file already holds it (a source with
+// nothing servable keeps its profile's last credentials), logs the outcome, and reports false
+// when a write failed and should be retried.
+func (w *Writer) sync(profiles []Profile) bool {
 	w.mu.Lock()
-	same := w.written == c
+	next := make(map[string]*creds.Credentials, len(profiles))
+	changed := false
+	for _, p := range profiles {
+		c := p.Source.Servable()
+		if c == nil {
+			c = w.written[p.Name]
+		}
+		if c != nil {
+			next[p.Name] = c
+			changed = changed || c != w.written[p.Name]
+		}
+	}
 	w.mu.Unlock()
-	if same {
+	if !changed {
 		return true
 	}
-	if err := w.Update(c); err != nil {
+	if err := w.write(profiles, next); err != nil {
 		w.log.Error("credentials file not updated; retrying", "path", w.path,
 			"retry_in", w.interval, "error", err)
 		return false
 	}
-	w.log.Debug("credentials file updated", "path", w.path, "credentials", c)
+	w.log.Debug("credentials file updated", "path", w.path, "profiles", len(next))
 	return true
 }
 
-// Update replaces the file with c now; Run calls it for each new credentials value.
+// Update replaces the file with c, under the Writer's profile, now.
 func (w *Writer) Update(c *creds.Credentials) error {
-	body, err := w.render(c)
-	if err != nil {
-		return err
+	return w.write([]Profile{{Name: w.profile}}, map[string]*creds.Credentials{w.profile: c})
+}
+
+// write replaces the file with the profiles' credentials in byName, in the profiles' order.
+func (w *Writer) write(profiles []Profile, byName map[string]*creds.Credentials) error {
+	var b strings.Builder
+	b.WriteString(header)
+	for _, p := range profiles {
+		c, ok := byName[p.Name]
+		if !ok {
+			continue
+		}
+		if err := render(&b, p.Name, c); err != nil {
+			return err
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := atomicfile.Write(w.path, body, w.mode); err != nil {
+	if err := atomicfile.Write(w.path, []byte(b.String()), w.mode); err != nil {
 		w.failing = true
 		return fmt.Errorf("write credentials file %s: %w", w.path, err)
 	}
@@ -248,42 +320,40 @@ func (w *Writer) Update(c *creds.Credentials) error {
 		w.failing = false
 		w.log.Info("credentials file written again", "path", w.path)
 	}
-	w.written = c
+	w.written = byName
 	return nil
 }
 
-// render formats the file. Values that would break the INI format are refused, naming the
+// render formats one profile. Values that would break the INI format are refused, naming the
 // field but never quoting it.
-func (w *Writer) render(c *creds.Credentials) ([]byte, error) {
+func render(b *strings.Builder, profile string, c *creds.Credentials) error {
 	if c == nil {
-		return nil, errors.New("render credentials file: no credentials")
+		return errors.New("render credentials file: no credentials")
 	}
 	fields := []struct{ key, value string }{
 		{"aws_access_key_id", c.AccessKeyID},
 		{"aws_secret_access_key", c.SecretAccessKey},
 		{"aws_session_token", c.SessionToken},
 	}
-	var b strings.Builder
-	b.WriteString(header)
 	if c.RoleARN != "" && iniSafe(c.RoleARN) {
 		b.WriteString("# role_arn = " + c.RoleARN + "\n")
 	}
 	if !c.Expiration.IsZero() {
 		b.WriteString("# expiration = " + c.Expiration.UTC().Format("2006-01-02T15:04:05Z") + "\n")
 	}
-	b.WriteString("[" + w.profile + "]\n")
+	b.WriteString("[" + profile + "]\n")
 	for _, f := range fields {
 		if f.value == "" && f.key != "aws_session_token" {
-			return nil, fmt.Errorf("render credentials file: %s is empty", f.key)
+			return fmt.Errorf("render credentials file: %s is empty", f.key)
 		}
 		if !iniSafe(f.value) {
-			return nil, fmt.Errorf("render credentials file: %s holds spaces or control characters", f.key)
+			return fmt.Errorf("render credentials file: %s holds spaces or control characters", f.key)
 		}
 		if f.value != "" {
 			b.WriteString(f.key + " = " + f.value + "\n")
 		}
 	}
-	return []byte(b.String()), nil
+	return nil
 }
 
 // iniSafe reports whether v survives an INI line unchanged: printable ASCII without spaces,

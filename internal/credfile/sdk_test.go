@@ -120,3 +120,75 @@ func TestAWSCLIReadsFile(t *testing.T) {
 		t.Fatal("aws configure list printed the secret") // it masks it; the test must not leak it either
 	}
 }
+
+// TestProfilesPerRole: one file, one profile per role, kept whole as each role's credentials
+// change on their own; the Go SDK reads each profile's own credentials.
+func TestProfilesPerRole(t *testing.T) {
+	sdkclient.IsolateEnv(t)
+	path := filepath.Join(t.TempDir(), "credentials")
+	unnamed, reader := newTestSource(t, nil), newTestSource(t, nil)
+	w, err := New(path, DefaultProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- w.run(ctx, []Profile{{Name: DefaultProfile, Source: unnamed}, {Name: "reader", Source: reader}},
+			func() { synced <- struct{}{} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-synced:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the writer did not act on %s within 10s", what)
+		}
+	}
+	read := func(profile string) string {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer rcancel()
+		cfg, err := config.LoadDefaultConfig(rctx, config.WithRegion("us-east-1"),
+			config.WithSharedConfigFiles([]string{}), config.WithSharedCredentialsFiles([]string{path}),
+			config.WithSharedConfigProfile(profile))
+		if err != nil {
+			t.Fatalf("LoadDefaultConfig(%s): %v", profile, err)
+		}
+		got, err := cfg.Credentials.Retrieve(rctx)
+		if err != nil {
+			t.Fatalf("Retrieve(%s): %v", profile, err)
+		}
+		return got.AccessKeyID
+	}
+	wait("start")
+	c1 := realLookingCreds(t, time.Now().Add(time.Hour))
+	reader.Set(c1)
+	wait("the reader's first credentials")
+	if got := read("reader"); got != c1.AccessKeyID {
+		t.Fatalf("[reader] holds %s, want %s", got, c1.AccessKeyID)
+	}
+	c2 := realLookingCreds(t, time.Now().Add(time.Hour))
+	unnamed.Set(c2)
+	wait("the unnamed role's credentials")
+	if got := read(DefaultProfile); got != c2.AccessKeyID {
+		t.Fatalf("[default] holds %s, want %s", got, c2.AccessKeyID)
+	}
+	// The reader's source loses its credentials (an outage past the floor): its profile keeps
+	// the last ones while the unnamed role's are replaced.
+	reader.Set(nil)
+	wait("the reader going unservable")
+	c3 := realLookingCreds(t, time.Now().Add(time.Hour))
+	unnamed.Set(c3)
+	wait("the unnamed role's refresh")
+	if got, want := read("reader")+" "+read(DefaultProfile), c1.AccessKeyID+" "+c3.AccessKeyID; got != want {
+		t.Fatalf("profiles hold %s, want %s", got, want)
+	}
+}

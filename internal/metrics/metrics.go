@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -34,12 +35,12 @@ const (
 type Metrics struct {
 	stsRequests  *prometheus.CounterVec
 	stsDuration  prometheus.Histogram
-	credsExpiry  prometheus.Gauge
+	credsExpiry  *prometheus.GaugeVec
 	tokenExpiry  prometheus.Gauge
 	tokenReloads prometheus.Counter
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
-	ready        atomic.Pointer[func() bool]
+	ready        atomic.Pointer[readiness]
 	// hot caches, per endpoint and usual status, the series a request updates, resolved on
 	// first use (so unused ones never appear): a label lookup per request would be most of the
 	// endpoint's own cost.
@@ -82,10 +83,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help:    "Duration of AssumeRoleWithWebIdentity calls, including the SDK's retries.",
 			Buckets: stsBuckets,
 		}),
-		credsExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+		credsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credsidecar_credentials_expiry_timestamp_seconds",
-			Help: "Unix time at which the newest credentials from STS expire.",
-		}),
+			Help: "Unix time at which the newest credentials from STS expire, by role (\"\" for the unnamed role).",
+		}, []string{"role"}),
 		tokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "credsidecar_token_expiry_timestamp_seconds",
 			Help: "Unix time at which the current projected service-account token expires.",
@@ -104,10 +105,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Buckets: httpBuckets,
 		}, []string{"endpoint"}),
 	}
-	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "credsidecar_ready",
-		Help: "1 while credentials can be served, 0 otherwise.",
-	}, m.readyValue)
+	ready := &readyCollector{m: m, desc: prometheus.NewDesc("credsidecar_ready",
+		"1 while the role's credentials can be served, 0 otherwise, by role (\"\" for the unnamed role).",
+		[]string{"role"}, nil)}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "credsidecar_build_info",
 		Help: "Always 1; labels carry the sidecar's version and the Go version it was built with.",
@@ -119,19 +119,55 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	return m
 }
 
-// SetReady sets the function behind credsidecar_ready; until it is called the gauge reads 0.
-// It exists because the credentials source is built after the metrics it reports to.
-func (m *Metrics) SetReady(f func() bool) {
-	m.ready.Store(&f)
+// readiness is what credsidecar_ready reports: the roles, and whether each is servable.
+type readiness struct {
+	roles []string
+	ready func(role string) bool
 }
 
-func (m *Metrics) readyValue() float64 {
-	f := m.ready.Load()
-	if f == nil || !(*f)() {
-		return 0
-	}
-	return 1
+// SetReady sets the roles credsidecar_ready reports (the configured names, "" for the unnamed
+// role: a bounded set) and how to tell whether each can be served. Until it is called the
+// gauge reads 0 for the unnamed role. It exists because the credentials sources are built
+// after the metrics they report to.
+func (m *Metrics) SetReady(roles []string, ready func(role string) bool) {
+	m.ready.Store(&readiness{roles: slices.Clone(roles), ready: ready})
 }
+
+// readyCollector reports credsidecar_ready for each role at scrape time.
+type readyCollector struct {
+	m    *Metrics
+	desc *prometheus.Desc
+}
+
+func (c *readyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
+	r := c.m.ready.Load()
+	if r == nil {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 0, "")
+		return
+	}
+	for _, role := range r.roles {
+		v := 0.0
+		if r.ready(role) {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, role)
+	}
+}
+
+// ForRole returns the observer of one named role's credentials manager: its credentials'
+// expiry is reported under role=name; STS calls and token events are the sidecar's.
+func (m *Metrics) ForRole(name string) creds.Observer {
+	return roleObserver{Metrics: m, expiry: m.credsExpiry.WithLabelValues(name)}
+}
+
+type roleObserver struct {
+	*Metrics
+	expiry prometheus.Gauge
+}
+
+func (o roleObserver) CredentialsUpdated(expiry time.Time) { o.expiry.Set(unixSeconds(expiry)) }
 
 // STSCall counts one AssumeRoleWithWebIdentity call and its duration.
 func (m *Metrics) STSCall(result, code string, took time.Duration) {
@@ -142,9 +178,9 @@ func (m *Metrics) STSCall(result, code string, took time.Duration) {
 	m.stsDuration.Observe(took.Seconds())
 }
 
-// CredentialsUpdated records the expiry of newly published credentials.
+// CredentialsUpdated records the expiry of the unnamed role's newly published credentials.
 func (m *Metrics) CredentialsUpdated(expiry time.Time) {
-	m.credsExpiry.Set(unixSeconds(expiry))
+	m.credsExpiry.WithLabelValues("").Set(unixSeconds(expiry))
 }
 
 // TokenReloaded counts a newly read projected token and records its expiry.

@@ -118,7 +118,7 @@ func TestExpiryGauges(t *testing.T) {
 			for _, e := range tt.tokenExpiry {
 				m.TokenReloaded(e)
 			}
-			if got := testutil.ToFloat64(m.credsExpiry); got != tt.wantCreds {
+			if got := testutil.ToFloat64(m.credsExpiry.WithLabelValues("")); got != tt.wantCreds {
 				t.Errorf("credentials expiry = %v, want %v", got, tt.wantCreds)
 			}
 			if got := testutil.ToFloat64(m.tokenExpiry); got != tt.wantToken {
@@ -190,38 +190,60 @@ credsidecar_http_request_duration_seconds_count{endpoint="credentials"} 3
 	}
 }
 
+// TestReady: one credsidecar_ready series per configured role, read at scrape time, and the
+// expiry gauge by role; before SetReady the unnamed role reads 0.
 func TestReady(t *testing.T) {
-	m, _ := newTest(t)
-	if got := m.readyValue(); got != 0 {
-		t.Fatalf("ready before SetReady = %v, want 0", got)
+	m, reg := newTest(t)
+	compare := func(want string) {
+		t.Helper()
+		want = "# HELP credsidecar_ready 1 while the role's credentials can be served, 0 otherwise, by role (\"\" for the unnamed role).\n" +
+			"# TYPE credsidecar_ready gauge\n" + want
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "credsidecar_ready"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ready := false
-	m.SetReady(func() bool { return ready })
-	if got := m.readyValue(); got != 0 {
-		t.Fatalf("ready while source not ready = %v, want 0", got)
-	}
-	ready = true
-	if got := m.readyValue(); got != 1 {
-		t.Fatalf("ready while source ready = %v, want 1", got)
+	compare(`credsidecar_ready{role=""} 0` + "\n")
+	ready := map[string]bool{"reader": true}
+	m.SetReady([]string{"", "reader", "writer"}, func(role string) bool { return ready[role] })
+	compare(`credsidecar_ready{role=""} 0` + "\n" + `credsidecar_ready{role="reader"} 1` + "\n" + `credsidecar_ready{role="writer"} 0` + "\n")
+	ready[""], ready["writer"] = true, true
+	compare(`credsidecar_ready{role=""} 1` + "\n" + `credsidecar_ready{role="reader"} 1` + "\n" + `credsidecar_ready{role="writer"} 1` + "\n")
+
+	m.CredentialsUpdated(time.Unix(1000, 0))
+	m.ForRole("reader").CredentialsUpdated(time.Unix(2000, 0))
+	m.ForRole("reader").STSCall(ResultSuccess, "", time.Millisecond) // the sidecar's counter, unlabelled
+	want := `
+# HELP credsidecar_credentials_expiry_timestamp_seconds Unix time at which the newest credentials from STS expire, by role ("" for the unnamed role).
+# TYPE credsidecar_credentials_expiry_timestamp_seconds gauge
+credsidecar_credentials_expiry_timestamp_seconds{role=""} 1000
+credsidecar_credentials_expiry_timestamp_seconds{role="reader"} 2000
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
+# TYPE credsidecar_sts_requests_total counter
+credsidecar_sts_requests_total{code="",result="success"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "credsidecar_credentials_expiry_timestamp_seconds",
+		"credsidecar_sts_requests_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func TestBuildInfoAndNames(t *testing.T) {
 	m, reg := newTest(t)
-	m.SetReady(func() bool { return true })
+	m.SetReady([]string{""}, func(string) bool { return true })
 	want := `
 # HELP credsidecar_build_info Always 1; labels carry the sidecar's version and the Go version it was built with.
 # TYPE credsidecar_build_info gauge
 credsidecar_build_info{goversion="` + runtime.Version() + `",version="v1.2.3"} 1
-# HELP credsidecar_ready 1 while credentials can be served, 0 otherwise.
+# HELP credsidecar_ready 1 while the role's credentials can be served, 0 otherwise, by role ("" for the unnamed role).
 # TYPE credsidecar_ready gauge
-credsidecar_ready 1
+credsidecar_ready{role=""} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "credsidecar_build_info", "credsidecar_ready"); err != nil {
 		t.Fatal(err)
 	}
 	// Vectors appear only once used; touch each so the exact set of names can be checked.
 	m.STSCall("success", "", time.Millisecond)
+	m.CredentialsUpdated(time.Now())
 	m.ObserveHTTP(EndpointMetrics, 200, time.Millisecond)
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,24 +102,65 @@ var (
 	headerAllow   = []string{http.MethodGet}
 )
 
-// NewCredentials returns the credentials endpoint: GET /v1/credentials and a JSON 404 for every
-// other path, routed as by its own ServeMux.
+// Role is one role's credentials source; Name "" is the unnamed role, served at
+// /v1/credentials, and any other name at /v1/credentials/<Name>.
+type Role struct {
+	Name   string
+	Source Source
+}
+
+// NewCredentials returns the credentials endpoint for one unnamed role: GET /v1/credentials and
+// a JSON 404 for every other path, routed as by its own ServeMux.
 func NewCredentials(src Source, auth Authorizer, opts ...Option) http.Handler {
-	routes, _ := newCredentials(src, auth, opts...)
+	return NewCredentialsRoles([]Role{{Source: src}}, auth, opts...)
+}
+
+// NewCredentialsRoles is the credentials endpoint for several roles, each with its own cached
+// answer, all behind the one auth token: the unnamed role at /v1/credentials, role NAME at
+// /v1/credentials/NAME, and an authorized request for a role there is not gets a JSON 404
+// naming it and the roles there are.
+func NewCredentialsRoles(roles []Role, auth Authorizer, opts ...Option) http.Handler {
+	routes, _ := newCredentialsRoles(roles, auth, opts...)
 	return routes
 }
 
-// newCredentials also returns the handler itself, for tests to inspect.
+// newCredentials also returns the unnamed role's handler itself, for tests to inspect.
 func newCredentials(src Source, auth Authorizer, opts ...Option) (http.Handler, *credentialsHandler) {
+	routes, handlers := newCredentialsRoles([]Role{{Source: src}}, auth, opts...)
+	return routes, handlers[""]
+}
+
+func newCredentialsRoles(roles []Role, auth Authorizer, opts ...Option) (http.Handler, map[string]*credentialsHandler) {
 	o := buildOptions(opts)
-	h := &credentialsHandler{src: src, auth: auth, clock: o.clock, coldWait: o.coldWait, errs: newErrorAnswers()}
-	wrapped := wrap(EndpointCredentials, h, o)
-	mux := http.NewServeMux()
-	mux.Handle(CredentialsPath, wrapped)
-	mux.Handle("/", wrap(EndpointOther, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, h.errs.notFound)
-	}), o))
-	return &credentialsRoutes{credentials: wrapped, mux: mux}, h
+	errs := newErrorAnswers()
+	rt := &credentialsRoutes{named: map[string]http.Handler{}}
+	handlers := map[string]*credentialsHandler{}
+	var names []string
+	for _, r := range roles {
+		h := &credentialsHandler{src: r.Source, auth: auth, clock: o.clock, coldWait: o.coldWait, errs: errs}
+		handlers[r.Name] = h
+		if r.Name == "" {
+			rt.credentials = wrap(EndpointCredentials, h, o)
+			continue
+		}
+		rt.named[r.Name] = wrap(EndpointCredentials, h, o)
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	if rt.credentials == nil {
+		rt.credentials = wrap(EndpointCredentials, &unknownRole{auth: auth, errs: errs,
+			answer: newAPIError(http.StatusNotFound, "NotFound", "this sidecar has no unnamed role (--role-arn); its roles are "+
+				strings.Join(names, ", ")+": ask for "+CredentialsPath+"/NAME")}, o)
+	}
+	rt.unknown = wrap(EndpointCredentials, &unknownRole{auth: auth, errs: errs, names: names}, o)
+	rt.mux = http.NewServeMux()
+	rt.mux.Handle(CredentialsPath, rt.credentials)
+	rt.mux.Handle(CredentialsPath+"/", http.HandlerFunc(rt.serveRole))
+	rt.other = wrap(EndpointOther, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, errs.notFound)
+	}), o)
+	rt.mux.Handle("/", rt.other)
+	return rt, handlers
 }
 
 // credentialsRoutes sends a request for exactly /v1/credentials straight to its handler, and
@@ -124,7 +168,10 @@ func newCredentials(src Source, auth Authorizer, opts ...Option) (http.Handler, 
 // handler cost (profile in issue 11) to find the one path SDKs ask for; a path it would clean,
 // redirect or unescape, and CONNECT, still go through it, so every answer stays the ServeMux's.
 type credentialsRoutes struct {
-	credentials http.Handler
+	credentials http.Handler            // the unnamed role, or unknownRole when there is none
+	named       map[string]http.Handler // by role name
+	unknown     http.Handler            // a role name not in named
+	other       http.Handler            // every other path: 404
 	mux         *http.ServeMux
 }
 
@@ -135,6 +182,69 @@ func (rt *credentialsRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.mux.ServeHTTP(w, r)
+}
+
+// serveRole answers /v1/credentials/NAME, after the ServeMux cleaned the path.
+func (rt *credentialsRoutes) serveRole(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, CredentialsPath+"/")
+	if h, ok := rt.named[name]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	if name == "" || strings.Contains(name, "/") { // not a role's path at all
+		rt.other.ServeHTTP(w, r)
+		return
+	}
+	rt.unknown.ServeHTTP(w, r)
+}
+
+// unknownRole answers an authorized request for a role the sidecar does not serve with a JSON
+// 404 naming it; the auth check comes first, so that only the pod learns the role names.
+type unknownRole struct {
+	auth   Authorizer
+	errs   errorAnswers
+	names  []string
+	answer *apiError // fixed answer; nil builds one naming the role asked for
+}
+
+func (u *unknownRole) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header()["Allow"] = headerAllow
+		writeError(w, u.errs.method)
+		return
+	}
+	got := r.Header["Authorization"]
+	switch {
+	case len(got) == 0 || got[0] == "":
+		writeError(w, u.errs.missingAuth)
+		return
+	case len(got) > 1 || !u.auth.Matches(got[0]):
+		writeError(w, u.errs.badAuth)
+		return
+	}
+	if u.answer != nil {
+		writeError(w, u.answer)
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, CredentialsPath+"/")
+	roles := "it serves no named roles"
+	if len(u.names) > 0 {
+		roles = "its roles are " + strings.Join(u.names, ", ")
+	}
+	writeError(w, newAPIError(http.StatusNotFound, "NotFound", fmt.Sprintf("no role %q in this sidecar: %s", quoteName(name), roles)))
+}
+
+// quoteName bounds and cleans a role name taken from a request path before it is echoed.
+func quoteName(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

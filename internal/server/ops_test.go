@@ -27,7 +27,7 @@ func TestOpsEndpoint(t *testing.T) {
 		{name: "healthz without credentials", path: "/healthz", wantCode: 200, wantBody: "ok\n"},
 		{name: "healthz HEAD", method: http.MethodHead, path: "/healthz", wantCode: 200},
 		{name: "readyz with credentials", path: "/readyz", creds: valid, wantCode: 200, wantBody: "ok\n"},
-		{name: "readyz without credentials", path: "/readyz", wantCode: 503, wantBody: "not ready: no servable credentials\n"},
+		{name: "readyz without credentials", path: "/readyz", wantCode: 503, wantBody: "not ready: no servable credentials for the unnamed role\n"},
 		{name: "readyz with expired credentials", path: "/readyz", creds: testCreds(testStart), wantCode: 503},
 		{name: "readyz POST", method: http.MethodPost, path: "/readyz", creds: valid, wantCode: 405},
 		{name: "metrics", path: "/metrics", wantCode: 200, wantBody: "# HELP credsidecar_build_info"},
@@ -39,7 +39,7 @@ func TestOpsEndpoint(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			m := metrics.New(reg, "test")
 			src := funcSource{servable: func() *creds.Credentials { return tt.creds }}
-			ts := startServer(t, NewOps(src, reg, WithClock(fakeClock()), WithObserver(m)), nil)
+			ts := startServer(t, NewOps([]Role{{Source: src}}, reg, WithClock(fakeClock()), WithObserver(m)), nil)
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -75,7 +75,7 @@ func TestEndpointLabels(t *testing.T) {
 	}
 	credsSrv := startServer(t, NewCredentials(src, loadToken(t), WithClock(fakeClock()), WithObserver(m),
 		WithColdStartWait(time.Millisecond)), nil)
-	opsSrv := startServer(t, NewOps(src, reg, WithClock(fakeClock()), WithObserver(m)), nil)
+	opsSrv := startServer(t, NewOps([]Role{{Source: src}}, reg, WithClock(fakeClock()), WithObserver(m)), nil)
 	get := func(url, auth string) {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		if auth != "" {
