@@ -89,8 +89,8 @@ func defaultEndpoint() string { return "http://" + config.Default("listen") + se
 
 // values are the settings once resolved.
 type values struct {
-	endpoint, tokenFile string
-	timeout             time.Duration
+	endpoint, tokenFile, role string
+	timeout                   time.Duration
 }
 
 // settings are credential-process's flags, read the SDKs' way; the defaults are serve's.
@@ -109,6 +109,15 @@ func settings(v *values) []config.Setting {
 				return config.Default("auth-token-file")
 			},
 			Set: func(s string) error { v.tokenFile = s; return nil }},
+		{Flag: "role", Envs: []string{"CREDSIDECAR_CREDENTIAL_PROCESS_ROLE"}, Kind: "name", DefaultHelp: "the unnamed role",
+			Usage: "a named role of the sidecar (serve --role NAME=ARN): fetched from " + server.CredentialsPath + "/NAME on the endpoint's host",
+			Set: func(s string) error {
+				if err := config.CheckRoleName(s); err != nil {
+					return err
+				}
+				v.role = s
+				return nil
+			}},
 		{Flag: "timeout", Envs: []string{"CREDSIDECAR_CREDENTIAL_PROCESS_TIMEOUT"}, Kind: "duration",
 			Default: DefaultTimeout.String(), Usage: "give up after this long",
 			Set: func(s string) error {
@@ -171,6 +180,11 @@ func parse(args []string, getenv func(string) string) (options, error) {
 			where = b.Env("endpoint")
 		}
 		return options{}, fmt.Errorf("%s: %w", where, err)
+	}
+	if v.role != "" {
+		// The endpoint names the sidecar (AWS_CONTAINER_CREDENTIALS_FULL_URI is the unnamed role's
+		// URL in the pod); the role picks the path there.
+		u.Path, u.RawPath = server.CredentialsPath+"/"+v.role, ""
 	}
 	o.endpoint = u
 	if v.tokenFile != "" {

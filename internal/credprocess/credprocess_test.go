@@ -282,7 +282,7 @@ func TestFailures(t *testing.T) {
 				return []string{"--endpoint", tg.url + "/x", "--auth-token-file", tg.tokenFile}
 			},
 			wantCode: 1, wantHits: 1,
-			want: []string{"404 Not Found: NotFound: no such path"},
+			want: []string{`404 Not Found: NotFound: no role "x" in this sidecar: it serves no named roles`},
 		},
 		{
 			name:     "endpoint serves expired credentials",
@@ -375,9 +375,9 @@ func TestFailures(t *testing.T) {
 		{
 			name:     "unknown flag",
 			target:   real(good),
-			args:     func(target) []string { return []string{"--role", "x"} },
+			args:     func(target) []string { return []string{"--roles", "x"} },
 			wantCode: 2,
-			want:     []string{"flag provided but not defined: -role"},
+			want:     []string{"flag provided but not defined: -roles"},
 		},
 	}
 	for _, tt := range tests {
@@ -470,5 +470,51 @@ func TestCheckEndpoint(t *testing.T) {
 				t.Fatalf("checkEndpoint(%q) = %v, want ok=%v", tt.url, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestRole: --role NAME fetches the named role from the sidecar the endpoint names, whatever
+// role the endpoint's own path is for; an unknown role fails with the sidecar's 404 message; a
+// bad name is a usage error naming the flag.
+func TestRole(t *testing.T) {
+	unnamed, reader := realLookingCreds(t, time.Now().Add(time.Hour)), realLookingCreds(t, time.Now().Add(time.Hour))
+	e := newEndpoint(t, unnamed)
+	auth, err := authtoken.Load(e.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readerSrc := &testSource{}
+	readerSrc.cur.Store(reader)
+	srv := httptest.NewServer(server.NewCredentialsRoles([]server.Role{{Source: &e.src}, {Name: "reader", Source: readerSrc}},
+		auth, server.WithColdStartWait(0)))
+	t.Cleanup(srv.Close)
+	vars := map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": srv.URL + server.CredentialsPath,
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": e.tokenFile}
+	key := func(stdout string) string {
+		t.Helper()
+		var out struct{ AccessKeyId string }
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+			t.Fatalf("output not JSON: %v", err)
+		}
+		return out.AccessKeyId
+	}
+	if code, stdout, stderr := runMain(t, []string{"--role", "reader"}, vars); code != 0 || key(stdout) != reader.AccessKeyID {
+		t.Fatalf("--role reader: exit %d, stderr %q, want the reader's credentials", code, stderr)
+	}
+	if code, stdout, stderr := runMain(t, nil, vars); code != 0 || key(stdout) != unnamed.AccessKeyID {
+		t.Fatalf("no --role: exit %d, stderr %q, want the unnamed role's credentials", code, stderr)
+	}
+	vars["CREDSIDECAR_CREDENTIAL_PROCESS_ROLE"] = "reader"
+	vars["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = srv.URL + server.CredentialsPath + "/writer"
+	if code, stdout, stderr := runMain(t, nil, vars); code != 0 || key(stdout) != reader.AccessKeyID {
+		t.Fatalf("role by variable on another role's URL: exit %d, stderr %q, want the reader's credentials", code, stderr)
+	}
+	code, _, stderr := runMain(t, []string{"--role", "writer"}, vars)
+	if code != 1 || !strings.Contains(stderr, `404 Not Found: NotFound: no role "writer" in this sidecar: its roles are reader`) {
+		t.Fatalf("unknown role: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runMain(t, []string{"--role", "Writer"}, vars)
+	if code != 2 || !strings.Contains(stderr, `--role (CREDSIDECAR_CREDENTIAL_PROCESS_ROLE) = "Writer": role name "Writer": want 1 to 32 of a-z, 0-9 and -`) {
+		t.Fatalf("bad role name: exit %d, stderr %q", code, stderr)
 	}
 }
