@@ -54,8 +54,15 @@ type SidecarOptions struct {
 	STS func(creds.STSAPI) creds.STSAPI
 	// ChainRoleARNs are roles to chain to after the default one.
 	ChainRoleARNs []string
-	// Creds are extra options of the credentials manager (e.g. creds.WithRand).
+	// Creds are extra options of every role's credentials manager (e.g. creds.WithRand).
 	Creds []creds.Option
+	// Roles are named roles (--role) besides the default, unnamed one.
+	Roles []config.Role
+	// NoUnnamedRole leaves --role-arn empty, so that only Roles are served.
+	NoUnnamedRole bool
+	// ColdStart returns from StartSidecar as soon as the sidecar runs, before it has fetched
+	// anything, for tests of what clients arriving at a cold cache get.
+	ColdStart bool
 }
 
 // Sidecar is one whole sidecar (package app, as cmd/sidecar runs it) in-process, with its
@@ -119,6 +126,10 @@ func sidecarConfig(w *World, o SidecarOptions, tokenFile, authTokenFile string) 
 		cfg.SessionName = o.SessionName
 	}
 	cfg.ChainRoleARNs = o.ChainRoleARNs
+	cfg.Roles = o.Roles
+	if o.NoUnnamedRole {
+		cfg.RoleARN = ""
+	}
 	// Debug: the logs are what tests wait on and search for secrets.
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
 	return cfg
@@ -159,7 +170,11 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	// Idle, the sidecar waits on the refresh loop's and the token poll's timers and the auth
 	// token's poll. The credentials file has no timer: it waits on the manager's Updated, and
 	// arms one only to retry a failed write.
-	s.timers = 3
+	// One refresh loop per role.
+	s.timers = 2 + len(cfg.Roles)
+	if cfg.RoleARN != "" {
+		s.timers++
+	}
 
 	// Registered before the sidecar starts, so it runs after the sidecar has stopped.
 	t.Cleanup(func() {
@@ -167,18 +182,34 @@ func (w *World) StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 			t.Logf("sidecar logs (last 200 lines):\n%s", s.Logs.Tail(200))
 		}
 	})
+	// Waiting for the first role only: a role STS refuses must not keep the others from a test.
+	wait := sidecartest.RoleReady(firstRole(cfg))
+	if o.ColdStart {
+		wait = nil
+	}
 	s.App = sidecartest.Start(t, cfg, app.Options{
 		Logger:       app.NewLogger(s.Logs, cfg.LogFormat, cfg.LogLevel),
 		Version:      "podenv",
 		Clock:        s.Clock,
 		STS:          api,
 		CredsOptions: append([]creds.Option{creds.WithObserver(s.Events)}, o.Creds...),
-	}, w.Guard)
+	}, w.Guard, wait)
 	s.Addrs = s.App.Addrs()
 	s.URL = s.Addrs.CredentialsURL()
-	s.Events.WaitUpdates(t, w.Guard, 1)
+	if !o.ColdStart {
+		s.Events.WaitUpdates(t, w.Guard, 1)
+	}
 	s.Auth = s.AuthToken(t)
 	return s
+}
+
+// firstRole is the role a sidecar built from cfg fetches first: the unnamed one, else the first
+// named one.
+func firstRole(cfg config.Config) string {
+	if cfg.RoleARN != "" || len(cfg.Roles) == 0 {
+		return ""
+	}
+	return cfg.Roles[0].Name
 }
 
 // AuthToken is the endpoint's Authorization token, read from its file as the SDKs read it.

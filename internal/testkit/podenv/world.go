@@ -40,8 +40,10 @@ type Options struct {
 	// Guard bounds every wait for something asynchronous (an STS round trip, a file event, a
 	// goroutine reaching a point); DefaultGuard when zero. It is a failure timeout, never a sleep.
 	Guard time.Duration
-	// ExtraRoles are roles SeaweedFS knows besides the default one (e.g. a chained role).
-	ExtraRoles []testbed.Role
+	// ExtraRoles are roles SeaweedFS knows besides the default one (e.g. a chained role), and
+	// ExtraPolicies the permission policies they attach besides the default one.
+	ExtraRoles    []testbed.Role
+	ExtraPolicies []testbed.Policy
 }
 
 // World is what every sidecar of a test binary shares: the issuer and SeaweedFS. The issuer
@@ -83,7 +85,8 @@ func start(o Options) (*World, error) {
 		return nil, fmt.Errorf("start the issuer: %w", err)
 	}
 	w.Issuer = iss
-	weed, err := testbed.StartSeaweedFS(context.Background(), testbed.SeaweedFSOptions{Issuer: iss, ExtraRoles: o.ExtraRoles})
+	weed, err := testbed.StartSeaweedFS(context.Background(), testbed.SeaweedFSOptions{Issuer: iss, ExtraRoles: o.ExtraRoles,
+		ExtraPolicies: o.ExtraPolicies})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("start SeaweedFS: %w", err), iss.Close())
 	}
