@@ -365,7 +365,9 @@ func TestRunFollowsSource(t *testing.T) {
 	synced := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- w.run(ctx, []Profile{{Name: DefaultProfile, Source: src}}, func() { synced <- struct{}{} }) }()
+	go func() {
+		errc <- w.run(ctx, []Profile{{Name: DefaultProfile, Source: src}}, func() { synced <- struct{}{} })
+	}()
 	waitSynced := func(what string) {
 		t.Helper()
 		select {

@@ -18,6 +18,8 @@ import (
 // Options are the settings of one check: serve's own (role, token, region, endpoint, session
 // name, duration) and the S3 probe's.
 type Options struct {
+	// Role names the sidecar's role checked, for the report ("" for the unnamed one).
+	Role string
 	// RoleARN is the role to assume.
 	RoleARN string
 	// TokenFile is the projected token's path.
@@ -86,6 +88,8 @@ type Report struct {
 	TokenFileSource string `json:"token_file_source"`
 	// Token summarises the token's claims; nil when the file is unusable. It never holds the token.
 	Token *TokenSummary `json:"token"`
+	// Role names the sidecar's role checked ("" for the unnamed one, --role-arn).
+	Role string `json:"role,omitempty"`
 	// RoleARN is the role asked for.
 	RoleARN string `json:"role_arn"`
 	// Region is the configured region, if any.
@@ -168,6 +172,7 @@ func newReport(ctx context.Context, opts Options, now time.Time) *Report {
 		CheckedAt:       now.UTC(),
 		TokenFile:       opts.TokenFile,
 		TokenFileSource: opts.TokenFileSource,
+		Role:            opts.Role,
 		RoleARN:         opts.RoleARN,
 		Region:          opts.Region,
 		STSEndpoint:     resolveSTSEndpoint(ctx, opts.Region, opts.STSEndpoint),

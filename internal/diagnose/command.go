@@ -85,7 +85,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	opts, output, err := parseArgs(args, getenv)
+	all, output, err := parseArgs(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
 		return 0
@@ -101,25 +101,44 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return 2
 	}
-	r := Check(ctx, opts)
-	if output == "json" {
-		err = r.WriteJSON(stdout)
-	} else {
-		err = r.WriteText(stdout)
+	// One report per role: a role whose trust setup is off fails the check, and its report says
+	// which; JSON is one object per role, one per line-delimited document.
+	code := 0
+	for i, opts := range all {
+		r := Check(ctx, opts)
+		if output == "json" {
+			err = r.WriteJSON(stdout)
+		} else {
+			if len(all) > 1 {
+				if i > 0 {
+					fmt.Fprintln(stdout)
+				}
+				fmt.Fprintf(stdout, "== %s ==\n", roleTitle(opts.Role))
+			}
+			err = r.WriteText(stdout)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sidecar check: %v\n", err)
+			return 1
+		}
+		if !r.OK {
+			code = 1
+		}
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "sidecar check: %v\n", err)
-		return 1
+	return code
+}
+
+// roleTitle heads a role's report.
+func roleTitle(name string) string {
+	if name == "" {
+		return "the unnamed role (--role-arn)"
 	}
-	if !r.OK {
-		return 1
-	}
-	return 0
+	return "role " + name + " (--role " + name + "=...)"
 }
 
 // parseArgs splits check's own flags from serve's, lets package config parse and validate
 // serve's, and applies the environment fallbacks to check's.
-func parseArgs(args []string, getenv func(string) string) (Options, string, error) {
+func parseArgs(args []string, getenv func(string) string) ([]Options, string, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -130,28 +149,28 @@ func parseArgs(args []string, getenv func(string) string) (Options, string, erro
 	version := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return Options{}, "", err
+			return nil, "", err
 		}
-		return Options{}, "", fmt.Errorf("parse arguments: %w", err)
+		return nil, "", fmt.Errorf("parse arguments: %w", err)
 	}
 	if *version {
-		return Options{}, "", errors.New("parse arguments: --version is not a check flag; run sidecar --version")
+		return nil, "", errors.New("parse arguments: --version is not a check flag; run sidecar --version")
 	}
 	if fs.NArg() > 0 {
-		return Options{}, "", fmt.Errorf("parse arguments: unexpected argument %q: check takes flags only", fs.Arg(0))
+		return nil, "", fmt.Errorf("parse arguments: unexpected argument %q: check takes flags only", fs.Arg(0))
 	}
 	if problems := b.Resolve(getenv); len(problems) > 0 {
-		return Options{}, "", &config.Error{Problems: problems}
+		return nil, "", &config.Error{Problems: problems}
 	}
 	cfg, err := serve.Config()
 	if err != nil {
-		return Options{}, "", err
+		return nil, "", err
 	}
 	source := "AWS_WEB_IDENTITY_TOKEN_FILE"
 	if b.ByFlag("token-file") {
 		source = "--token-file"
 	}
-	return Options{
+	base := Options{
 		RoleARN:         cfg.RoleARN,
 		TokenFile:       cfg.TokenFile,
 		TokenFileSource: source,
@@ -163,7 +182,17 @@ func parseArgs(args []string, getenv func(string) string) (Options, string, erro
 		S3Endpoint:      v.s3Endpoint,
 		S3PathStyle:     v.pathStyle,
 		Timeout:         v.timeout,
-	}, v.output, nil
+	}
+	var all []Options
+	if cfg.RoleARN != "" {
+		all = append(all, base)
+	}
+	for _, r := range cfg.Roles {
+		o := base
+		o.Role, o.RoleARN = r.Name, r.ARN
+		all = append(all, o)
+	}
+	return all, v.output, nil
 }
 
 // usage writes check's help: its own flags, then the serve flags it reads.

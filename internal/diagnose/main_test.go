@@ -96,7 +96,7 @@ func TestParseArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tt.want) || output != tt.wantOutput {
+			if !reflect.DeepEqual(got, []Options{tt.want}) || output != tt.wantOutput {
 				t.Errorf("got %+v output %s\nwant %+v output %s", got, output, tt.want, tt.wantOutput)
 			}
 		})

@@ -30,7 +30,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Token != nil {
 		t.token(r.Token)
 	}
-	t.row(0, "role", "%s", r.RoleARN)
+	if r.Role != "" {
+		t.row(0, "role", "%s (%s)", r.RoleARN, r.Role)
+	} else {
+		t.row(0, "role", "%s", r.RoleARN)
+	}
 	t.sts(r)
 	if r.S3 != nil {
 		t.s3(r.S3)

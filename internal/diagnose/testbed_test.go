@@ -290,4 +290,43 @@ func TestCheckOnTestbed(t *testing.T) {
 		contains(t, "what", f.What, srv.URL+" (region "+testbed.Region+")", "TLS", "unknown authority")
 		contains(t, "fix", f.Fix, strings.TrimPrefix(srv.URL, "https://"), "SSL_CERT_FILE")
 	})
+
+	t.Run("several roles: one report each, a refused one fails the check", func(t *testing.T) {
+		env := b.env(b.projected(t, testbed.TokenRequest{}))
+		env["CREDSIDECAR_ROLES"] = "again=" + b.weed.RoleARN() + ",missing=" + testbed.RoleARN("no-such-role")
+		var stdout, stderr bytes.Buffer
+		code := Main(t.Context(), []string{"--output", "json"}, envFunc(env), &stdout, &stderr)
+		if code != 1 || stderr.Len() != 0 {
+			t.Fatalf("exit %d (want 1), stderr %s", code, stderr.String())
+		}
+		dec := json.NewDecoder(&stdout)
+		var reports []Report
+		for dec.More() {
+			var r Report
+			if err := dec.Decode(&r); err != nil {
+				t.Fatalf("output is not one JSON report per role: %v", err)
+			}
+			reports = append(reports, r)
+		}
+		if len(reports) != 3 {
+			t.Fatalf("%d reports, want 3 (the unnamed role, again, missing)", len(reports))
+		}
+		for i, want := range []struct {
+			role, arn string
+			ok        bool
+		}{{"", b.weed.RoleARN(), true}, {"again", b.weed.RoleARN(), true}, {"missing", testbed.RoleARN("no-such-role"), false}} {
+			r := reports[i]
+			if r.Role != want.role || r.RoleARN != want.arn || r.OK != want.ok || r.STS.OK != want.ok {
+				t.Errorf("report %d: role %q %s, ok %v, sts ok %v; want %q %s, ok %v", i, r.Role, r.RoleARN, r.OK, r.STS.OK,
+					want.role, want.arn, want.ok)
+			}
+		}
+		if len(reports[2].Findings) == 0 {
+			t.Error("the refused role's report has no finding")
+		}
+		stdout.Reset()
+		Main(t.Context(), nil, envFunc(env), &stdout, &stderr)
+		contains(t, "text report", stdout.String(), "== the unnamed role (--role-arn) ==", "== role again (--role again=...) ==",
+			"== role missing (--role missing=...) ==", testbed.RoleARN("no-such-role")+" (missing)", "FAIL:")
+	})
 }

@@ -105,9 +105,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Buckets: httpBuckets,
 		}, []string{"endpoint"}),
 	}
-	ready := &readyCollector{m: m, desc: prometheus.NewDesc("credsidecar_ready",
-		"1 while the role's credentials can be served, 0 otherwise, by role (\"\" for the unnamed role).",
-		[]string{"role"}, nil)}
+	readyOpts := prometheus.GaugeOpts{
+		Name: "credsidecar_ready",
+		Help: "1 while the role's credentials can be served, 0 otherwise, by role (\"\" for the unnamed role).",
+	}
+	ready := &readyCollector{m: m, desc: prometheus.NewDesc(readyOpts.Name, readyOpts.Help, []string{"role"}, nil)}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "credsidecar_build_info",
 		Help: "Always 1; labels carry the sidecar's version and the Go version it was built with.",
