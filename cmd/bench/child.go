@@ -66,11 +66,13 @@ func runChild(ctx context.Context, s settings, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: bareHandler(body, auth)}
-	if s.child == childBareLimits {
-		srv = server.NewHTTPServer(bareHandler(body, auth), nil)
-	}
 	fmt.Fprintf(stdout, "LISTENING %s\n", ln.Addr())
+	if s.child == childBareLimits {
+		// The sidecar's http.Server served the sidecar's way: its timeouts, header limit and
+		// coarse deadlines.
+		return server.Serve(ctx, server.NewHTTPServer(bareHandler(body, auth), nil), ln, 5*time.Second)
+	}
+	srv := &http.Server{Handler: bareHandler(body, auth)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -124,11 +124,12 @@ func CheckCredentialsListen(addr string, allowNonLoopback bool) error {
 	return nil
 }
 
-// Serve serves srv on ln until ctx is done, then stops accepting connections and lets requests
+// Serve serves srv on ln, with coarse deadlines (see coarseListener), until ctx is done, then stops accepting connections and lets requests
 // in flight finish for up to timeout before closing the rest. It returns nil after a clean
 // shutdown, and an error if serving failed or the deadline cut requests off. It closes ln.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
 	addr := ln.Addr().String()
+	ln = withCoarseDeadlines(ln)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
