@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -63,8 +62,8 @@ type Token struct {
 	poll      time.Duration
 	generated bool
 
-	// digest is the SHA-256 of the current token; comparing digests hides the token's length.
-	digest atomic.Pointer[[sha256.Size]byte]
+	// want is the current token.
+	want atomic.Pointer[[]byte]
 
 	// Owned by Watch's goroutine after Load returns.
 	content  []byte
@@ -131,19 +130,36 @@ func (t *Token) Generated() bool { return t.generated }
 // Path returns the token file's path.
 func (t *Token) Path() string { return t.path }
 
-// Matches reports, in constant time, whether got is the current token.
+// Matches reports whether got is the current token, in a time that depends on the token's
+// length only: neither on where got differs from it nor on got's own length (a got of another
+// length costs the same comparison, of the token with itself). It neither hashes nor allocates:
+// it is on every request's path.
 func (t *Token) Matches(got string) bool {
-	want := t.digest.Load()
-	if want == nil {
+	p := t.want.Load()
+	if p == nil {
 		return false
 	}
-	sum := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	want := *p
+	if len(got) != len(want) {
+		_ = constantTimeEqual(want, want)
+		return false
+	}
+	return constantTimeEqual(got, want)
+}
+
+// constantTimeEqual compares a and b, of equal length, reading every byte whatever it finds, as
+// crypto/subtle does for two byte slices.
+func constantTimeEqual[S string | []byte](a S, b []byte) bool {
+	var v byte
+	for i := range len(b) {
+		v |= a[i] ^ b[i]
+	}
+	return subtle.ConstantTimeByteEq(v, 0) == 1
 }
 
 func (t *Token) store(tok []byte) {
-	sum := sha256.Sum256(tok)
-	t.digest.Store(&sum)
+	tok = append([]byte(nil), tok...)
+	t.want.Store(&tok)
 }
 
 // Watch re-reads the file whenever its directory changes (the kubelet updates Secret volumes by

@@ -227,49 +227,65 @@ func loadToken(t *testing.T, content string, opts ...Option) *Token {
 	return tok
 }
 
-// TestMatchesIsConstantTime checks the source: Matches must compare with
-// subtle.ConstantTimeCompare and never with ==, bytes.Equal or strings.Compare, which return at
-// the first differing byte and so leak how much of a guess was right.
+// TestMatchesIsConstantTime checks the source: Matches must compare through constantTimeEqual,
+// which reads every byte and decides with subtle.ConstantTimeByteEq, and neither may compare
+// strings or bytes with ==, bytes.Equal or strings.Compare, which return at the first differing
+// byte and so leak how much of a guess was right. Comparing lengths, or with nil, is allowed.
 func TestMatchesIsConstantTime(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "authtoken.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body *ast.BlockStmt
+	bodies := map[string]*ast.BlockStmt{}
 	for _, d := range f.Decls {
-		if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.Name == "Matches" {
-			body = fn.Body
+		if fn, ok := d.(*ast.FuncDecl); ok && (fn.Name.Name == "Matches" || fn.Name.Name == "constantTimeEqual") {
+			bodies[fn.Name.Name] = fn.Body
 		}
 	}
-	if body == nil {
-		t.Fatal("Matches not found")
+	if len(bodies) != 2 {
+		t.Fatalf("Matches or constantTimeEqual not found: %v", bodies)
 	}
-	var constantTime, variableTime bool
-	ast.Inspect(body, func(n ast.Node) bool {
-		switch n := n.(type) {
-		case *ast.SelectorExpr:
-			if id, ok := n.X.(*ast.Ident); ok {
-				switch id.Name + "." + n.Sel.Name {
-				case "subtle.ConstantTimeCompare":
-					constantTime = true
-				case "bytes.Equal", "bytes.Compare", "strings.Compare", "strings.EqualFold":
-					variableTime = true
+	isLen := func(e ast.Expr) bool {
+		c, ok := e.(*ast.CallExpr)
+		if !ok {
+			return false
+		}
+		id, ok := c.Fun.(*ast.Ident)
+		return ok && id.Name == "len"
+	}
+	found := map[string]bool{}
+	variableTime := false
+	for name, body := range bodies {
+		ast.Inspect(body, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if id, ok := n.X.(*ast.Ident); ok {
+					switch id.Name + "." + n.Sel.Name {
+					case "subtle.ConstantTimeByteEq", "subtle.ConstantTimeCompare":
+						found[name+" decides in constant time"] = true
+					case "bytes.Equal", "bytes.Compare", "strings.Compare", "strings.EqualFold":
+						variableTime = true
+					}
 				}
-			}
-		case *ast.BinaryExpr:
-			if n.Op == token.EQL || n.Op == token.NEQ {
-				if _, isNil := n.Y.(*ast.Ident); !isNil {
-					if lit, ok := n.Y.(*ast.BasicLit); !ok || lit.Kind != token.INT {
+			case *ast.CallExpr:
+				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "constantTimeEqual" {
+					found[name+" calls constantTimeEqual"] = true
+				}
+			case *ast.BinaryExpr:
+				if n.Op == token.EQL || n.Op == token.NEQ {
+					_, isNil := n.Y.(*ast.Ident)
+					lit, isLit := n.Y.(*ast.BasicLit)
+					if !isNil && !(isLit && lit.Kind == token.INT) && !(isLen(n.X) && isLen(n.Y)) {
 						variableTime = true
 					}
 				}
 			}
-		}
-		return true
-	})
-	if !constantTime || variableTime {
-		t.Fatalf("Matches: uses subtle.ConstantTimeCompare = %v, uses a variable-time comparison = %v", constantTime, variableTime)
+			return true
+		})
+	}
+	if !found["Matches calls constantTimeEqual"] || !found["constantTimeEqual decides in constant time"] || variableTime {
+		t.Fatalf("Matches: %v, uses a variable-time comparison = %v", found, variableTime)
 	}
 }
 

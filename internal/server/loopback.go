@@ -32,6 +32,9 @@ func loopbackOnly(next http.Handler) http.Handler {
 // loopbackHost reports whether a Host header names this machine's loopback: 127.0.0.0/8, ::1
 // (in brackets when a port follows) or localhost, each with or without a port.
 func loopbackHost(host string) bool {
+	if usual(host) {
+		return true
+	}
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
@@ -47,6 +50,27 @@ func loopbackHost(host string) bool {
 
 // loopbackPeer reports whether a request's RemoteAddr is a loopback address.
 func loopbackPeer(remoteAddr string) bool {
+	if usual(remoteAddr) {
+		return true
+	}
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// usual reports whether s is what SDKs send and the kernel reports nearly always,
+// 127.0.0.1:<port>, without parsing it: the check is on every request's path. Anything else
+// takes the full parse.
+func usual(s string) bool {
+	port, ok := strings.CutPrefix(s, "127.0.0.1:")
+	if !ok || port == "" || len(port) > 5 {
+		return false
+	}
+	n := 0
+	for i := range len(port) {
+		if port[i] < '0' || port[i] > '9' {
+			return false
+		}
+		n = n*10 + int(port[i]-'0')
+	}
+	return n <= 65535
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -107,6 +108,22 @@ func FuzzLoopbackHost(f *testing.F) {
 		}
 		if ip := net.ParseIP(h); !strings.EqualFold(h, "localhost") && (ip == nil || !ip.IsLoopback()) {
 			t.Fatalf("loopbackHost(%q) = true, but %q is neither localhost nor a loopback IP", host, h)
+		}
+	})
+}
+
+// FuzzLoopbackPeer checks the fast path of loopbackPeer against the full parse it skips: the
+// same answer for every string.
+func FuzzLoopbackPeer(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:43210", "127.0.0.1:65536", "127.0.0.1:", "127.0.0.1:0080", "127.0.0.10:1",
+		"[::1]:1", "127.0.0.1:1x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		ap, err := netip.ParseAddrPort(addr)
+		want := err == nil && ap.Addr().Unmap().IsLoopback()
+		if got := loopbackPeer(addr); got != want {
+			t.Fatalf("loopbackPeer(%q) = %v, the full parse says %v", addr, got, want)
 		}
 	})
 }
