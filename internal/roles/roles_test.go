@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
@@ -253,5 +255,70 @@ func TestColdStartSplitAcrossRoles(t *testing.T) {
 	}
 	if len(counter.calls) != 3 {
 		t.Errorf("STS calls for %d roles, want 3: %v", len(counter.calls), counter.calls)
+	}
+}
+
+// TestOnlyNamedRoles: a sidecar without --role-arn serves its named roles; /v1/credentials says
+// there is no unnamed role and how to ask for a named one; the credentials file holds a profile
+// per named role, which the Go SDK reads.
+func TestOnlyNamedRoles(t *testing.T) {
+	w := podenv.Shared(t)
+	file := t.TempDir() + "/credentials"
+	s := w.StartSidecar(t, podenv.SidecarOptions{NoUnnamedRole: true, CredentialsFile: file,
+		Roles: []config.Role{{Name: "reader", ARN: readerRole.RoleArn}, {Name: "writer", ARN: writerRole.RoleArn}}})
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if !s.App.WaitReady(ctx) {
+		t.Fatal("the named roles never became servable")
+	}
+	a, err := podenv.Get(s.HTTP, s.URL, s.Auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != 404 || !strings.Contains(string(a.Body), "this sidecar has no unnamed role (--role-arn); its roles are reader, writer") {
+		t.Fatalf("/v1/credentials without an unnamed role: %d %s", a.Status, a.Body)
+	}
+	if s.App.Manager("") != nil {
+		t.Fatal("a manager for the unnamed role exists without --role-arn")
+	}
+	// The file is written after the roles are servable: wait, on file events, for both profiles,
+	// then read each as the SDK does.
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	if err := fw.Add(filepath.Dir(file)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(guard)
+	for {
+		b, _ := os.ReadFile(file)
+		if strings.Contains(string(b), "[reader]") && strings.Contains(string(b), "[writer]") {
+			break
+		}
+		select {
+		case <-fw.Events:
+		case err := <-fw.Errors:
+			t.Fatal(err)
+		case <-timeout:
+			t.Fatalf("credentials file lacks a profile per role after %s:\n%s", guard, b)
+		}
+	}
+	for name, role := range map[string]string{"reader": readerRole.RoleArn, "writer": writerRole.RoleArn} {
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(testbed.Region),
+			awsconfig.WithSharedConfigFiles([]string{}), awsconfig.WithSharedCredentialsFiles([]string{file}),
+			awsconfig.WithSharedConfigProfile(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = aws.String(w.Weed.Endpoint()) }).
+			GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			t.Fatalf("profile %s: GetCallerIdentity: %v", name, err)
+		}
+		if want := "assumed-role/" + strings.TrimPrefix(role, "arn:aws:iam::"+testbed.AccountID+":role/") + "/"; !strings.Contains(aws.ToString(id.Arn), want) {
+			t.Fatalf("profile %s is %s, want an ARN with %s", name, aws.ToString(id.Arn), want)
+		}
 	}
 }
