@@ -322,10 +322,11 @@ func benchEndpoint(ctx context.Context, e *env, r *report) error {
 	}
 	r.table([]string{"conns", "sidecar req/s", "bare req/s", "sidecar / bare (min–max)", "sidecar p50", "sidecar p99",
 		"bare p50", "bare p99", "failed (sidecar / bare / limits)"}, tab)
-	r.p("Where the gap comes from: the same bare handler served by `server.NewHTTPServer` (the sidecar's "+
-		"http.Server: read-header, read, write and idle timeouts, %d KiB header limit), measured in the same "+
-		"rotation. What remains between it and the sidecar is the sidecar's handler: routing, the metrics and "+
-		"recovery middleware, the credentials lookup. CPU is each process's CPU time over the run's wall time "+
+	r.p("Where the gap comes from: the same bare handler served by `server.NewHTTPServer` through `server.Serve` "+
+		"(the sidecar's http.Server served the sidecar's way: read-header, read, write and idle timeouts enforced "+
+		"by each listener's deadline sweeper, %d KiB header limit), measured in the same rotation. What remains "+
+		"between it and the sidecar is the sidecar's handler: routing, the loopback check, the metrics and "+
+		"recovery middleware, the auth check, the credentials lookup. CPU is each process's CPU time over the run's wall time "+
 		"(1.00 is one core busy): a server below 1 while pinned was waiting for the load generator or for "+
 		"other processes on its core. CPU per request is a server's CPU time over its answers (warm-up included): "+
 		"it hardly depends on what else runs, so bare's over the sidecar's is the ratio a saturated core would give.",
