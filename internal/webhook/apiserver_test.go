@@ -309,6 +309,33 @@ func TestWebhookOnAPIServer(t *testing.T) {
 			t.Error("include-containers: want shipper configured and app not")
 		}
 	})
+	t.Run("several roles: each container pointed at its role, an unknown role refused", func(t *testing.T) {
+		reader, writer := "arn:aws:iam::111122223333:role/reader", "arn:aws:iam::444455556666:role/writer"
+		c.serviceAccount(t, "multi", map[string]string{webhook.AnnotationRoles: "writer=" + writer + ",reader=" + reader})
+		p, err := c.create(t, appPod("multi", "multi", true, map[string]string{webhook.AnnotationContainerRoles: "app=reader,loader=writer"},
+			"app", "loader", "shipper"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []string{"http://127.0.0.1:9910/v1/credentials/reader", "http://127.0.0.1:9910/v1/credentials/writer", ""} {
+			if got := envValue(p.Spec.Containers[i], "AWS_CONTAINER_CREDENTIALS_FULL_URI"); got != want {
+				t.Errorf("stored container %s: FULL_URI %q, want %q", p.Spec.Containers[i].Name, got, want)
+			}
+		}
+		sc := p.Spec.InitContainers[0]
+		if got := envValue(sc, "CREDSIDECAR_ROLES"); got != "reader="+reader+",writer="+writer {
+			t.Errorf("stored sidecar CREDSIDECAR_ROLES %q", got)
+		}
+		if got := envValue(sc, "AWS_ROLE_ARN"); got != "" {
+			t.Errorf("stored sidecar AWS_ROLE_ARN %q, want none: the serviceaccount names no unnamed role", got)
+		}
+		_, err = c.create(t, appPod("multi-bad", "multi", true, map[string]string{webhook.AnnotationContainerRoles: "app=admin"}, "app"))
+		want := `credsidecar: pod default/multi-bad: pod annotation credsidecar.io/container-roles="app=admin": container "app" asks for ` +
+			`role "admin", but serviceaccount default/multi names the roles reader, writer`
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("create = %v, want Forbidden with %q", err, want)
+		}
+	})
 	t.Run("dry run is mutated and not stored", func(t *testing.T) {
 		p, err := c.client.CoreV1().Pods("default").Create(t.Context(), appPod("dry", "app", true, nil, "app"),
 			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})

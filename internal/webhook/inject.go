@@ -55,19 +55,31 @@ func Inject(pod *corev1.Pod, s Settings, d Defaults) (warnings []string, err err
 	if err != nil {
 		return nil, err
 	}
+	if imds && s.RoleARN == "" {
+		return nil, fmt.Errorf("pod annotation %s=true: instance metadata serves the unnamed role only (an instance has "+
+			"one role), and the serviceaccount names none (%s); use the named roles' endpoints", AnnotationIMDS, AnnotationRoleARN)
+	}
 	apps, err := selectContainers(pod)
+	if err != nil {
+		return nil, err
+	}
+	roleOf, err := containerRoles(pod, s, apps)
 	if err != nil {
 		return nil, err
 	}
 	for _, i := range apps {
 		c := &pod.Spec.Containers[i]
+		role, named := roleOf[c.Name]
+		if !named && s.RoleARN == "" {
+			continue // no unnamed role: a container not pointed at a named one gets no credentials
+		}
 		for _, name := range credentialEnv {
 			if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }) {
 				warnings = append(warnings, fmt.Sprintf("container %s sets %s: the AWS SDK reads it before the "+
 					"credsidecar endpoint, so this container will not use the sidecar's credentials", c.Name, name))
 			}
 		}
-		addAppEnv(c, s, imds)
+		addAppEnv(c, s, imds, role)
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: AuthVolume, MountPath: AuthDir, ReadOnly: true})
 	}
 	pod.Spec.InitContainers = append([]corev1.Container{sidecar(s, d, res, imds)}, pod.Spec.InitContainers...)
@@ -129,17 +141,69 @@ func selectContainers(pod *corev1.Pod) ([]int, error) {
 	return idx, nil
 }
 
-// addAppEnv sets the container-credentials pair (and the IMDS endpoint, and a region the SDK
-// needs for S3) unless the container sets them itself.
-func addAppEnv(c *corev1.Container, s Settings, imds bool) {
+// containerRoles reads the pod's container-roles annotation: container name to role name, each
+// container one the sidecar configures, each role one the serviceaccount names.
+func containerRoles(pod *corev1.Pod, s Settings, apps []int) (map[string]string, error) {
+	v, ok := pod.Annotations[AnnotationContainerRoles]
+	if !ok {
+		return nil, nil
+	}
+	selected := make([]string, len(apps))
+	for j, i := range apps {
+		selected[j] = pod.Spec.Containers[i].Name
+	}
+	roles := make([]string, len(s.Roles))
+	for i, r := range s.Roles {
+		roles[i] = r.Name
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("pod annotation %s=%q: %s", AnnotationContainerRoles, v, fmt.Sprintf(format, a...))
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		container, role, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		switch {
+		case !ok || container == "" || role == "":
+			return nil, bad("%q: want CONTAINER=ROLE, such as app=reader", pair)
+		case !slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == container }):
+			names := make([]string, len(pod.Spec.Containers))
+			for i, c := range pod.Spec.Containers {
+				names[i] = c.Name
+			}
+			return nil, bad("no container %q in the pod (containers: %s)", container, strings.Join(names, ", "))
+		case !slices.Contains(selected, container):
+			return nil, bad("container %q is left out by %s or %s, so it gets no credentials to point at role %q",
+				container, AnnotationSkipContainers, AnnotationIncludeContainers, role)
+		case !slices.Contains(roles, role):
+			has := "names no roles (" + AnnotationRoles + ")"
+			if len(roles) > 0 {
+				has = "names the roles " + strings.Join(roles, ", ")
+			}
+			return nil, bad("container %q asks for role %q, but serviceaccount %s/%s %s", container, role,
+				pod.Namespace, pod.Spec.ServiceAccountName, has)
+		case out[container] != "":
+			return nil, bad("container %q is named twice", container)
+		}
+		out[container] = role
+	}
+	return out, nil
+}
+
+// addAppEnv sets the container-credentials pair (pointed at role, "" for the unnamed one), the
+// IMDS endpoint, and a region the SDK needs for S3, unless the container sets them itself.
+func addAppEnv(c *corev1.Container, s Settings, imds bool, role string) {
 	set := func(name, value string) {
 		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }) {
 			c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
 		}
 	}
-	set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:"+strconv.Itoa(CredentialsPort)+"/v1/credentials")
+	uri := "http://127.0.0.1:" + strconv.Itoa(CredentialsPort) + "/v1/credentials"
+	if role != "" {
+		uri += "/" + role
+	}
+	set("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri)
 	set("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", AuthTokenFile)
-	if imds {
+	if imds && role == "" {
 		// The trailing slash: old botocore joins endpoint and path without one.
 		set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:"+strconv.Itoa(IMDSPort)+"/")
 	}
@@ -157,10 +221,18 @@ func sidecar(s Settings, d Defaults, res corev1.ResourceRequirements, imds bool)
 	if imds {
 		args = append(args, "--imds-listen=127.0.0.1:"+strconv.Itoa(IMDSPort))
 	}
-	env := []corev1.EnvVar{
-		{Name: "AWS_ROLE_ARN", Value: s.RoleARN},
-		{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: TokenDir + "/token"},
+	var env []corev1.EnvVar
+	if s.RoleARN != "" {
+		env = append(env, corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: s.RoleARN})
 	}
+	if len(s.Roles) > 0 {
+		pairs := make([]string, len(s.Roles))
+		for i, r := range s.Roles {
+			pairs[i] = r.Name + "=" + r.ARN
+		}
+		env = append(env, corev1.EnvVar{Name: "CREDSIDECAR_ROLES", Value: strings.Join(pairs, ",")})
+	}
+	env = append(env, corev1.EnvVar{Name: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: TokenDir + "/token"})
 	if s.Region != "" {
 		env = append(env, corev1.EnvVar{Name: "AWS_REGION", Value: s.Region})
 	}

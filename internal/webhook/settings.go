@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/credsidecar/credsidecar/internal/awsarn"
+	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
 )
 
@@ -21,7 +23,10 @@ const (
 	// LabelInject on a pod, "true", asks for the sidecar.
 	LabelInject = "credsidecar.io/inject"
 
-	AnnotationRoleARN         = "credsidecar.io/role-arn"
+	AnnotationRoleARN = "credsidecar.io/role-arn"
+	// AnnotationRoles names further roles, "reader=arn:...,writer=arn:...", each served at
+	// /v1/credentials/NAME (the sidecar's --role).
+	AnnotationRoles           = "credsidecar.io/roles"
 	AnnotationAudience        = "credsidecar.io/audience"
 	AnnotationRegion          = "credsidecar.io/region"
 	AnnotationSTSEndpoint     = "credsidecar.io/sts-endpoint"
@@ -41,6 +46,8 @@ const (
 	AnnotationMemoryRequest     = "credsidecar.io/sidecar-memory-request"
 	AnnotationMemoryLimit       = "credsidecar.io/sidecar-memory-limit"
 	AnnotationIMDS              = "credsidecar.io/imds"
+	// AnnotationContainerRoles, on a pod, points containers at named roles: "app=reader,loader=writer".
+	AnnotationContainerRoles = "credsidecar.io/container-roles"
 )
 
 // Limits the kubelet and STS put on what the annotations may ask for.
@@ -74,7 +81,10 @@ type Defaults struct {
 // Settings are what one pod's sidecar is configured with, from its ServiceAccount's annotations
 // and the Defaults.
 type Settings struct {
-	RoleARN         string
+	// RoleARN is the unnamed role; empty when the ServiceAccount names only Roles.
+	RoleARN string
+	// Roles are the named roles, sorted by name.
+	Roles           []config.Role
 	Audience        string
 	Region          string
 	STSEndpoint     string
@@ -112,11 +122,20 @@ func SettingsFor(sa *corev1.ServiceAccount, d Defaults) (Settings, error) {
 	}
 	s := Settings{Audience: d.Audience, Region: d.Region, TokenExpiration: d.TokenExpiration}
 
+	if v := sa.Annotations[AnnotationRoles]; v != "" {
+		roles, err := config.ParseRoles(strings.Split(v, ","))
+		if err != nil {
+			return Settings{}, bad(AnnotationRoles, v, err.Error()+" (want NAME=ARN,NAME=ARN; NAME is 1 to 32 of a-z, 0-9 and -)")
+		}
+		slices.SortFunc(roles, func(a, b config.Role) int { return strings.Compare(a.Name, b.Name) })
+		s.Roles = roles
+	}
 	key, arn := first(sa.Annotations, AnnotationRoleARN, IRSARoleARN)
 	switch {
-	case arn == "":
+	case arn == "" && len(s.Roles) == 0:
 		return Settings{}, bad(AnnotationRoleARN, "", "required: the IAM role the pod's sidecar assumes, "+
-			"arn:aws:iam::<account-id>:role/<name> (or "+IRSARoleARN+")")
+			"arn:aws:iam::<account-id>:role/<name> (or "+IRSARoleARN+"), unless "+AnnotationRoles+" names roles")
+	case arn == "":
 	case awsarn.CheckRole(arn) != nil:
 		return Settings{}, bad(key, arn, awsarn.CheckRole(arn).Error())
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/credsidecar/credsidecar/internal/config"
 )
 
 const role = "arn:aws:iam::111122223333:role/app"
@@ -86,6 +89,21 @@ func TestSettingsFor(t *testing.T) {
 			wantErr: `credsidecar.io/session-duration="900": must be whole seconds or a duration from 1h to 12h`},
 		{name: "bad regional flag", ann: map[string]string{AnnotationRoleARN: role, IRSASTSRegionalEndpoint: "yes"},
 			wantErr: `eks.amazonaws.com/sts-regional-endpoints="yes"`},
+		{name: "named roles beside the unnamed one, sorted", ann: map[string]string{AnnotationRoleARN: role,
+			AnnotationRoles: "writer=" + writerARN + ", reader=" + readerARN},
+			want: Settings{RoleARN: role, Roles: []config.Role{{Name: "reader", ARN: readerARN}, {Name: "writer", ARN: writerARN}},
+				Audience: "https://issuer.example/", Region: "eu-west-1", TokenExpiration: time.Hour}},
+		{name: "named roles only", ann: map[string]string{AnnotationRoles: "reader=" + readerARN},
+			want: Settings{Roles: []config.Role{{Name: "reader", ARN: readerARN}}, Audience: "https://issuer.example/",
+				Region: "eu-west-1", TokenExpiration: time.Hour}},
+		{name: "named role with a bad name", ann: map[string]string{AnnotationRoles: "Reader=" + readerARN},
+			wantErr: `annotation credsidecar.io/roles="Reader=` + readerARN + `": role name "Reader": want 1 to 32 of a-z, 0-9 and -`},
+		{name: "named role with a bad ARN", ann: map[string]string{AnnotationRoles: "reader=arn:aws:s3:::b"},
+			wantErr: `annotation credsidecar.io/roles="reader=arn:aws:s3:::b": role "reader": "arn:aws:s3:::b" is not an IAM role ARN`},
+		{name: "named role twice", ann: map[string]string{AnnotationRoles: "reader=" + readerARN + ",reader=" + writerARN},
+			wantErr: `role "reader" is named twice`},
+		{name: "named role without an ARN", ann: map[string]string{AnnotationRoles: "reader"},
+			wantErr: `annotation credsidecar.io/roles="reader": "reader": want NAME=ARN`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,12 +121,17 @@ func TestSettingsFor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("settings\n got %+v\nwant %+v", got, tt.want)
 			}
 		})
 	}
 }
+
+const (
+	readerARN = "arn:aws:iam::111122223333:role/reader"
+	writerARN = "arn:aws:iam::444455556666:role/writer"
+)
 
 func pod(ann map[string]string, containers ...string) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "p", Labels: map[string]string{LabelInject: "true"},
@@ -186,6 +209,75 @@ func TestInject(t *testing.T) {
 		}
 		if !Injected(p) {
 			t.Error("Injected = false after Inject")
+		}
+	})
+	t.Run("container roles", func(t *testing.T) {
+		rs := s
+		rs.Roles = []config.Role{{Name: "reader", ARN: readerARN}, {Name: "writer", ARN: writerARN}}
+		p := pod(map[string]string{AnnotationContainerRoles: "app=reader, loader=writer"}, "app", "loader", "shipper")
+		if _, err := Inject(p, rs, defaults()); err != nil {
+			t.Fatal(err)
+		}
+		for c, want := range map[int]string{0: "/v1/credentials/reader", 1: "/v1/credentials/writer", 2: "/v1/credentials"} {
+			if v, _ := envOf(p.Spec.Containers[c], "AWS_CONTAINER_CREDENTIALS_FULL_URI"); v != "http://127.0.0.1:9910"+want {
+				t.Errorf("%s: FULL_URI %q, want ...%s", p.Spec.Containers[c].Name, v, want)
+			}
+		}
+		sc := p.Spec.InitContainers[0]
+		if v, _ := envOf(sc, "CREDSIDECAR_ROLES"); v != "reader="+readerARN+",writer="+writerARN {
+			t.Errorf("sidecar CREDSIDECAR_ROLES %q", v)
+		}
+		if v, _ := envOf(sc, "AWS_ROLE_ARN"); v != role {
+			t.Errorf("sidecar AWS_ROLE_ARN %q, want the unnamed role %q", v, role)
+		}
+	})
+	t.Run("named roles only: unnamed containers get nothing", func(t *testing.T) {
+		rs := s
+		rs.RoleARN, rs.Roles = "", []config.Role{{Name: "reader", ARN: readerARN}}
+		p := pod(map[string]string{AnnotationContainerRoles: "app=reader"}, "app", "shipper")
+		if _, err := Inject(p, rs, defaults()); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := envOf(p.Spec.Containers[0], "AWS_CONTAINER_CREDENTIALS_FULL_URI"); v != "http://127.0.0.1:9910/v1/credentials/reader" {
+			t.Errorf("app: FULL_URI %q", v)
+		}
+		if len(p.Spec.Containers[1].Env) != 0 || len(p.Spec.Containers[1].VolumeMounts) != 0 {
+			t.Errorf("shipper, pointed at no role without an unnamed one, got env %v and mounts %v", p.Spec.Containers[1].Env,
+				p.Spec.Containers[1].VolumeMounts)
+		}
+		if _, ok := envOf(p.Spec.InitContainers[0], "AWS_ROLE_ARN"); ok {
+			t.Error("sidecar given AWS_ROLE_ARN without an unnamed role")
+		}
+	})
+	t.Run("container roles refused", func(t *testing.T) {
+		rs := s
+		rs.Roles = []config.Role{{Name: "reader", ARN: readerARN}}
+		only := rs
+		only.RoleARN = ""
+		for _, tt := range []struct {
+			name string
+			s    Settings
+			ann  map[string]string
+			want string
+		}{
+			{"unknown role", rs, map[string]string{AnnotationContainerRoles: "app=writer"},
+				`pod annotation credsidecar.io/container-roles="app=writer": container "app" asks for role "writer", but serviceaccount team/app names the roles reader`},
+			{"no roles at all", s, map[string]string{AnnotationContainerRoles: "app=reader"},
+				`container "app" asks for role "reader", but serviceaccount team/app names no roles (credsidecar.io/roles)`},
+			{"unknown container", rs, map[string]string{AnnotationContainerRoles: "loader=reader"},
+				`no container "loader" in the pod (containers: app, shipper)`},
+			{"skipped container", rs, map[string]string{AnnotationContainerRoles: "app=reader", AnnotationSkipContainers: "app"},
+				`container "app" is left out by credsidecar.io/skip-containers or credsidecar.io/include-containers`},
+			{"not a pair", rs, map[string]string{AnnotationContainerRoles: "app"}, `"app": want CONTAINER=ROLE`},
+			{"imds without the unnamed role", only, map[string]string{AnnotationIMDS: "true"},
+				`pod annotation credsidecar.io/imds=true: instance metadata serves the unnamed role only`},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				_, err := Inject(pod(tt.ann, "app", "shipper"), tt.s, defaults())
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("error %v, want one containing %q", err, tt.want)
+				}
+			})
 		}
 	})
 	t.Run("skip, include, imds, sizing", func(t *testing.T) {
