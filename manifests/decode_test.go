@@ -262,6 +262,7 @@ func TestRenderedManifestsMatchGolden(t *testing.T) {
 		{name: "monitoring", dir: "monitoring", golden: "monitoring.golden"},
 		{name: "example deployment", dir: "examples/deployment", golden: "example-deployment.golden"},
 		{name: "example legacy token", dir: "examples/legacy-token", golden: "example-legacy-token.golden"},
+		{name: "example several roles", dir: "examples/several-roles", golden: "example-several-roles.golden"},
 		{name: "component on every kind", dir: "testdata/component-kinds", golden: "component-kinds.golden"},
 	}
 	for _, tt := range tests {

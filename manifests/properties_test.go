@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/credsidecar/credsidecar/internal/config"
 )
 
 // The contract between the manifests, the sidecar's flags and the SDKs (see PROTOCOL.md).
@@ -33,6 +36,9 @@ const (
 // injection is what a pod's sidecar must be configured with.
 type injection struct {
 	roleARN, audience, region string
+	// containerRoles are the containers pointed at a named role, by name; the others use the
+	// unnamed role's endpoint.
+	containerRoles map[string]string
 }
 
 // Variables that must never reach an app container: each one wins over the container endpoint
@@ -301,8 +307,12 @@ func checkSidecarPod(t *testing.T, meta metav1.ObjectMeta, pod corev1.PodSpec, w
 		if _, ok := mountOf(c, tokenVolume); ok {
 			t.Errorf("%s mounts the web identity token: only the sidecar may", c.Name)
 		}
-		if e, n := envValue(c.Env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"); n != 1 || e.Value != fullURI {
-			t.Errorf("%s: AWS_CONTAINER_CREDENTIALS_FULL_URI = %q (%d times), want %q once", c.Name, e.Value, n, fullURI)
+		uri := fullURI
+		if role := want.containerRoles[c.Name]; role != "" {
+			uri += "/" + role
+		}
+		if e, n := envValue(c.Env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"); n != 1 || e.Value != uri {
+			t.Errorf("%s: AWS_CONTAINER_CREDENTIALS_FULL_URI = %q (%d times), want %q once", c.Name, e.Value, n, uri)
 		}
 		if e, n := envValue(c.Env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); n != 1 || e.Value != authTokenFile {
 			t.Errorf("%s: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = %q (%d times), want %q once", c.Name, e.Value, n, authTokenFile)
@@ -518,6 +528,55 @@ func TestExampleDeployment(t *testing.T) {
 	}
 	if sa := o.ServiceAccounts[d.Spec.Template.Spec.ServiceAccountName]; sa == nil {
 		t.Errorf("no ServiceAccount %q in the example", d.Spec.Template.Spec.ServiceAccountName)
+	}
+}
+
+// TestExampleSeveralRoles: the by-hand several-roles example is the component's pod plus the
+// named roles, each app container pointed at a role the sidecar serves, each role once.
+func TestExampleSeveralRoles(t *testing.T) {
+	const dir = "examples/several-roles"
+	want := settingsOf(t, filepath.Join(dir, "settings.yaml"))
+	want.containerRoles = map[string]string{"app": "reader", "loader": "writer"}
+	o := decodeAll(t, render(t, dir))
+	d := o.Deployments["catalog-import"]
+	if d == nil || len(o.Deployments) != 1 || len(o.ConfigMaps) != 0 {
+		t.Fatalf("want the one Deployment catalog-import and no ConfigMap, got %d and %d", len(o.Deployments), len(o.ConfigMaps))
+	}
+	spec := d.Spec.Template.Spec
+	checkSidecarPod(t, d.Spec.Template.ObjectMeta, spec, want)
+	for _, c := range spec.Containers {
+		checkRestrictedContainer(t, spec, c)
+	}
+	var roles string
+	for _, c := range spec.InitContainers {
+		if c.Name == sidecarName {
+			e, n := envValue(c.Env, "CREDSIDECAR_ROLES")
+			if n != 1 {
+				t.Fatalf("sidecar has CREDSIDECAR_ROLES %d times, want once", n)
+			}
+			roles = e.Value
+		}
+	}
+	parsed, err := config.ParseRoles(strings.Split(roles, ","))
+	if err != nil {
+		t.Fatalf("CREDSIDECAR_ROLES=%q: %v", roles, err)
+	}
+	served := map[string]bool{}
+	for _, r := range parsed {
+		served["/v1/credentials/"+r.Name] = true
+	}
+	got := map[string]string{}
+	for _, c := range spec.Containers {
+		e, n := envValue(c.Env, "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+		u, err := url.Parse(e.Value)
+		if n != 1 || err != nil || !served[u.Path] {
+			t.Errorf("%s: AWS_CONTAINER_CREDENTIALS_FULL_URI %q (%d times), want one of the named roles' paths", c.Name, e.Value, n)
+			continue
+		}
+		got[c.Name] = u.Path
+	}
+	if got["app"] != "/v1/credentials/reader" || got["loader"] != "/v1/credentials/writer" {
+		t.Errorf("containers point at %v, want app at reader and loader at writer", got)
 	}
 }
 

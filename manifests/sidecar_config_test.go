@@ -3,7 +3,9 @@ package manifests
 import (
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ func TestSidecarAcceptsManifestConfig(t *testing.T) {
 	cases := []podCase{
 		{dir: ".", kind: "Job", name: "s3-upload-test", pod: func(o *objects) corev1.PodSpec { return o.Jobs["s3-upload-test"].Spec.Template.Spec }},
 		{dir: "examples/deployment", kind: "Deployment", name: "inventory-sync", pod: func(o *objects) corev1.PodSpec { return o.Deployments["inventory-sync"].Spec.Template.Spec }},
+		{dir: "examples/several-roles", kind: "Deployment", name: "catalog-import", pod: func(o *objects) corev1.PodSpec { return o.Deployments["catalog-import"].Spec.Template.Spec }},
 		{dir: "testdata/component-kinds", kind: "CronJob", name: "nightly-export", pod: func(o *objects) corev1.PodSpec {
 			return o.CronJobs["nightly-export"].Spec.JobTemplate.Spec.Template.Spec
 		}},
@@ -66,8 +69,9 @@ func TestSidecarAcceptsManifestConfig(t *testing.T) {
 			for _, c := range pod.Containers {
 				uri, _ := envValue(c.Env, "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 				u, err := url.Parse(uri.Value)
-				if err != nil || u.Host != cfg.Listen || u.Path != "/v1/credentials" {
-					t.Errorf("%s calls %s, the sidecar listens on %s", c.Name, uri.Value, cfg.Listen)
+				if err != nil || u.Host != cfg.Listen || !servesPath(cfg, u.Path) {
+					t.Errorf("%s calls %s, the sidecar listens on %s and serves %s", c.Name, uri.Value, cfg.Listen,
+						strings.Join(servedPaths(cfg), ", "))
 				}
 				tok, _ := envValue(c.Env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
 				if tok.Value != cfg.AuthTokenFile {
@@ -88,3 +92,18 @@ func TestSidecarAcceptsManifestConfig(t *testing.T) {
 		})
 	}
 }
+
+// servedPaths are the credentials paths a sidecar configured with cfg answers: the unnamed
+// role's when it has one, and each named role's.
+func servedPaths(cfg config.Config) []string {
+	var paths []string
+	if cfg.RoleARN != "" {
+		paths = append(paths, "/v1/credentials")
+	}
+	for _, name := range cfg.RoleNames() {
+		paths = append(paths, "/v1/credentials/"+name)
+	}
+	return paths
+}
+
+func servesPath(cfg config.Config, path string) bool { return slices.Contains(servedPaths(cfg), path) }
