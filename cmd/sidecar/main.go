@@ -21,6 +21,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/credprocess"
 	"github.com/credsidecar/credsidecar/internal/diagnose"
+	"github.com/credsidecar/credsidecar/internal/issuer"
 	"github.com/credsidecar/credsidecar/internal/policy"
 )
 
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return credprocess.Main(ctx, rest, getenv, stdout, stderr)
 	case "install":
 		return install(rest, stdout, stderr)
+	case "issuer":
+		return issuer.Main(ctx, rest, getenv, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return 0
@@ -97,6 +100,8 @@ func usage(w io.Writer) {
 		"           print the running sidecar's credentials for a credential_process profile line\n"+
 		"           (see sidecar credential-process --help)\n"+
 		"  install  copy this binary to a directory, for credential-process in another container\n"+
+		"  issuer publish\n"+
+		"           publish the cluster's service-account issuer to an S3 bucket for STS (kind, kubeadm, on-prem)\n"+
 		"  version  print the version\n\n")
 	config.Usage(w, program)
 }

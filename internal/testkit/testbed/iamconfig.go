@@ -139,6 +139,18 @@ func KubeAPIIAMConfig(k *KubeAPI, bucket, audience string) IAMConfig {
 	}})
 }
 
+// PublishedIssuerIAMConfig is DefaultIAMConfig's trust setup against an issuer published to a
+// bucket (`sidecar issuer publish`): SeaweedFS fetches the discovery document and JWKS from
+// issuerURL over https, trusting caFile, and accepts tokens whose aud holds audience. The
+// provider is named KubeProviderName, which the default role trusts.
+func PublishedIssuerIAMConfig(issuerURL, caFile, bucket, audience string) IAMConfig {
+	return trustConfig(bucket, Provider{Name: KubeProviderName, Type: "oidc", Config: ProviderConfig{
+		Issuer:    issuerURL,
+		ClientIDs: []string{audience},
+		TLSCACert: caFile,
+	}})
+}
+
 // trustConfig is the bed's STS settings, the providers, the role DefaultRoleARN for
 // DefaultServiceAccount in DefaultNamespace, and its bucket policy.
 func trustConfig(bucket string, providers ...Provider) IAMConfig {

@@ -42,10 +42,15 @@ type KubeAPIOptions struct {
 // controller manager runs: pods stay Pending, and service accounts exist only once created.
 type KubeAPI struct {
 	url, issuer, dir, caFile, token string
-	keepDir                         bool
-	log                             *slog.Logger
-	client                          *http.Client
-	etcd, apiserver                 *child
+	etcdURL                         string
+	port                            int
+	// keys are the service-account key pairs' file stems in dir (sa, sa-2, ...), the signing one
+	// last; every one's public half verifies tokens.
+	keys            []string
+	keepDir         bool
+	log             *slog.Logger
+	client          *http.Client
+	etcd, apiserver *child
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +136,7 @@ func StartKubeAPI(ctx context.Context, opts KubeAPIOptions) (_ *KubeAPI, err err
 	if k.issuer == "" {
 		k.issuer = k.url
 	}
+	k.etcdURL, k.port = etcdURL, ports[2]
 	if err := k.writeFiles(); err != nil {
 		return nil, fmt.Errorf("start kube-apiserver: %w", err)
 	}
@@ -160,6 +166,16 @@ func StartKubeAPI(ctx context.Context, opts KubeAPIOptions) (_ *KubeAPI, err err
 
 // writeFiles writes the service-account signing key and the admin's token file.
 func (k *KubeAPI) writeFiles() error {
+	if err := k.newKey("sa"); err != nil {
+		return err
+	}
+	k.token = randomHex(24)
+	return os.WriteFile(filepath.Join(k.dir, "tokens.csv"), []byte(k.token+`,admin,admin-uid,"system:masters"`+"\n"), 0o600)
+}
+
+// newKey writes a service-account key pair, <stem>.key and <stem>.pub, and makes it the signing
+// key.
+func (k *KubeAPI) newKey(stem string) error {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return fmt.Errorf("generate signing key: %w", err)
@@ -172,22 +188,67 @@ func (k *KubeAPI) writeFiles() error {
 	if err != nil {
 		return fmt.Errorf("encode public key: %w", err)
 	}
-	k.token = randomHex(24)
-	files := map[string][]byte{
-		"sa.key":     pemBlock("PRIVATE KEY", der),
-		"sa.pub":     pemBlock("PUBLIC KEY", pub),
-		"tokens.csv": []byte(k.token + `,admin,admin-uid,"system:masters"` + "\n"),
-	}
-	for name, body := range files {
+	for name, body := range map[string][]byte{stem + ".key": pemBlock("PRIVATE KEY", der), stem + ".pub": pemBlock("PUBLIC KEY", pub)} {
 		if err := os.WriteFile(filepath.Join(k.dir, name), body, 0o600); err != nil {
 			return err
 		}
 	}
+	k.keys = append(k.keys, stem)
 	return nil
 }
 
+// RotateSigningKey restarts the API server (etcd and everything stored stay) signing with a new
+// key while still accepting tokens of every earlier one, as a key rotation's first step does:
+// the JWKS then holds both keys, and new tokens carry the new key's kid.
+func (k *KubeAPI) RotateSigningKey(ctx context.Context) error {
+	if err := k.newKey(fmt.Sprintf("sa-%d", len(k.keys)+1)); err != nil {
+		return fmt.Errorf("rotate signing key: %w", err)
+	}
+	if err := k.apiserver.stop(10 * time.Second); err != nil {
+		return fmt.Errorf("rotate signing key: stop kube-apiserver: %w", err)
+	}
+	apiBin, err := FindKubeAPIServer()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + k.dir}
+	if k.apiserver, err = startChild("kube-apiserver", apiBin, k.args(k.etcdURL, k.port), env, k.dir, k.dir, k.log); err != nil {
+		return fmt.Errorf("rotate signing key: %w", err)
+	}
+	if err := k.waitReady(ctx); err != nil {
+		return fmt.Errorf("rotate signing key: %w%s", err, k.LogTail())
+	}
+	return nil
+}
+
+// WriteKubeconfig writes a kubeconfig for the admin user at path: the API server's URL, its CA
+// and the admin token, as kubectl and `sidecar issuer publish --kubeconfig` read it.
+func (k *KubeAPI) WriteKubeconfig(path string) error {
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: testbed
+  context:
+    cluster: testbed
+    user: admin
+current-context: testbed
+`, k.url, k.caFile, k.token)
+	return os.WriteFile(path, []byte(cfg), 0o600)
+}
+
 func (k *KubeAPI) args(etcdURL string, port int) []string {
-	return []string{
+	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
 		// No serving certificate given: the API server makes one for 127.0.0.1 with a CA of its
@@ -195,8 +256,7 @@ func (k *KubeAPI) args(etcdURL string, port int) []string {
 		"--cert-dir=" + filepath.Join(k.dir, "certs"),
 		"--authorization-mode=RBAC", "--token-auth-file=" + filepath.Join(k.dir, "tokens.csv"),
 		"--service-account-issuer=" + k.issuer,
-		"--service-account-key-file=" + filepath.Join(k.dir, "sa.pub"),
-		"--service-account-signing-key-file=" + filepath.Join(k.dir, "sa.key"),
+		"--service-account-signing-key-file=" + filepath.Join(k.dir, k.keys[len(k.keys)-1]+".key"),
 		// Required when the server binds to loopback: where discovery says the JWKS is.
 		"--service-account-jwks-uri=" + strings.TrimSuffix(k.issuer, "/") + "/openid/v1/jwks",
 		"--service-cluster-ip-range=10.96.0.0/24",
@@ -204,6 +264,10 @@ func (k *KubeAPI) args(etcdURL string, port int) []string {
 		"--profiling=false",
 		"--v=1",
 	}
+	for _, stem := range k.keys {
+		args = append(args, "--service-account-key-file="+filepath.Join(k.dir, stem+".pub"))
+	}
+	return args
 }
 
 // waitReady waits for /readyz, namespace default, and then opens the issuer's discovery
@@ -240,7 +304,9 @@ func (k *KubeAPI) waitReady(ctx context.Context) error {
 		"subjects": []map[string]any{{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
 			"name": "system:unauthenticated"}},
 	}
-	if err := k.Do(ctx, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding, nil); err != nil {
+	err := k.Do(ctx, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding, nil)
+	var apiErr *APIError
+	if err != nil && !(errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict) { // a restart finds it
 		return fmt.Errorf("open issuer discovery to anonymous clients: %w", err)
 	}
 	return nil

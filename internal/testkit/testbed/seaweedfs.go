@@ -66,10 +66,16 @@ type SeaweedFSOptions struct {
 	StopTimeout time.Duration
 	// Logger receives lifecycle events; discarded when nil.
 	Logger *slog.Logger
+	// TLS, when set, also serves S3 over https on HTTPSPort (a port from PickPort, fixed before
+	// start because an IAM config may need the https URL), with TLS's certificate.
+	TLS       *ServingCert
+	HTTPSPort int
 }
 
 // SeaweedFS is a running `weed mini` serving S3 and STS on one loopback port, trusting an Issuer.
 type SeaweedFS struct {
+	tls                       *ServingCert
+	httpsPort                 int
 	bin, dir, iamPath, logDir string
 	bucket                    string
 	adminKey, adminSecret     string
@@ -129,7 +135,12 @@ func StartSeaweedFS(ctx context.Context, opts SeaweedFSOptions) (_ *SeaweedFS, e
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 
+	if opts.TLS != nil && opts.HTTPSPort == 0 {
+		return nil, errors.New("start seaweedfs: TLS needs HTTPSPort")
+	}
 	s := &SeaweedFS{
+		tls:         opts.TLS,
+		httpsPort:   opts.HTTPSPort,
 		bin:         bin,
 		bucket:      valueOr(opts.Bucket, DefaultBucket),
 		keepDir:     opts.KeepDir,
@@ -244,7 +255,28 @@ func (s *SeaweedFS) args() []string {
 	for i, f := range weedPortFlags() {
 		args = append(args, "-"+f+"="+strconv.Itoa(s.ports[i]))
 	}
+	if s.tls != nil {
+		args = append(args, "-s3.port.https="+strconv.Itoa(s.httpsPort), "-s3.cert.file="+s.tls.CertFile,
+			"-s3.key.file="+s.tls.KeyFile)
+	}
 	return args
+}
+
+// HTTPSEndpoint is S3's https URL, "" unless started with TLS.
+func (s *SeaweedFS) HTTPSEndpoint() string {
+	if s.tls == nil {
+		return ""
+	}
+	return "https://127.0.0.1:" + strconv.Itoa(s.httpsPort)
+}
+
+// PickPort returns a port free on 127.0.0.1, below the ephemeral range (see SeaweedFSOptions.HTTPSPort).
+func PickPort() (int, error) {
+	ports, err := pickPorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
 }
 
 // startProcess starts weed in its own process group, with an environment reduced to what it
