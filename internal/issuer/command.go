@@ -160,7 +160,9 @@ func parse(args []string, getenv func(string) string) (values, error) {
 		return v, fmt.Errorf("parse arguments: unexpected argument %q", fs.Arg(0))
 	}
 	problems := b.Resolve(getenv)
-	add := func(flagName, value, problem string) { problems = append(problems, b.Problem(flagName, value, problem)) }
+	add := func(flagName, value, problem string) {
+		problems = append(problems, b.Problem(flagName, value, problem))
+	}
 	if v.bucket == "" {
 		add("bucket", "", "required: the S3 bucket to publish the issuer's documents to")
 	}

@@ -102,7 +102,7 @@ type coarseConn struct {
 	// read and write are the deadlines asked for (zero: none); readForced and writeForced say
 	// that the real deadline was set in the past by the sweeper and must be cleared before the
 	// next one is recorded.
-	read, write              time.Time
+	read, write             time.Time
 	readForced, writeForced bool
 }
 
