@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credsidecar/credsidecar/internal/app"
+	"github.com/credsidecar/credsidecar/internal/clock"
 	"github.com/credsidecar/credsidecar/internal/config"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/sidecartest"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
@@ -178,10 +181,42 @@ func TestPublishOnRealParts(t *testing.T) {
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
 	t.Setenv("AWS_ACCESS_KEY_ID", admin.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", admin.SecretAccessKey)
-	out = publish(t)
-	if !strings.Contains(out, "Uploaded s3://credsidecar-test/clusters/kind-a/openid/v1/jwks") ||
-		strings.Contains(out, "openid-configuration\n") {
-		t.Errorf("after the rotation, want only the JWKS uploaded:\n%s", out)
+	// --watch, on a fake clock: it publishes at once (the JWKS gained a key: only it is uploaded),
+	// then every interval (nothing changed: nothing uploaded).
+	v, err := parse([]string{"--bucket", testbed.DefaultBucket, "--prefix", prefix, "--endpoint-url", weed.Endpoint(),
+		"--path-style", "--public-url", publicURL, "--kubeconfig", kubeconfig}, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPublisher(ctx, v, os.Getenv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Now())
+	results := make(chan *Result, 4)
+	wctx, stop := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- p.Watch(wctx, clk, time.Minute, func(r *Result, err error) {
+			if err != nil {
+				t.Errorf("watch: %v", err)
+			}
+			results <- r
+		})
+	}()
+	await.Timers(t, guard, clk, 1)
+	clk.AdvanceToNext()
+	if r := await.Receive(t, guard, results, "the watch's first publish"); strings.Join(r.Uploaded, ",") != prefix+"/openid/v1/jwks" {
+		t.Errorf("after the rotation the watch uploaded %v, want only the JWKS", r.Uploaded)
+	}
+	await.Timers(t, guard, clk, 1)
+	clk.Advance(time.Minute)
+	if r := await.Receive(t, guard, results, "the watch's publish a minute later"); len(r.Uploaded) != 0 || len(r.Docs.Kids) != 2 {
+		t.Errorf("a minute later, nothing changed: uploaded %v, kids %v", r.Uploaded, r.Docs.Kids)
+	}
+	stop()
+	if err := await.Receive(t, guard, watched, "the watch's return"); err != nil {
+		t.Fatal(err)
 	}
 	if err := exchange(second); err != nil {
 		t.Fatalf("STS refused a token signed with the new key after publish: %v", err)
