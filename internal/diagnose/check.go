@@ -155,6 +155,7 @@ func Check(ctx context.Context, opts Options) *Report {
 	if !ok {
 		return r
 	}
+	r.checkIssuer(ctx, opts, raw, claims)
 	provider, ok := r.exchange(ctx, opts, raw, claims, now)
 	if !ok {
 		return r

@@ -231,6 +231,35 @@ func TestCheckOnTestbed(t *testing.T) {
 		})
 	}
 
+	// Case 5b: the issuer's documents as STS fetches them: the key missing from the JWKS, a
+	// discovery document for another issuer, an issuer nobody serves.
+	t.Run("5b token key missing from the published JWKS", func(t *testing.T) {
+		r, _ := run(t, b.env(b.projected(t, testbed.TokenRequest{Key: testbed.ForeignKey})))
+		f := find(t, r, findings.IDIssuerKeyMissing)
+		contains(t, "what", f.What, "which the JWKS at "+iss.URL())
+		contains(t, "fix", f.Fix, "sidecar issuer publish", "--service-account-key-file")
+	})
+	t.Run("5b discovery document of another issuer", func(t *testing.T) {
+		noSlash := strings.TrimSuffix(iss.URL(), "/")
+		r, code := run(t, b.env(b.copied(t, testbed.TokenRequest{Issuer: noSlash})))
+		f := find(t, r, findings.IDIssuerMismatch)
+		if code != 1 || f.Severity != findings.SeverityError {
+			t.Errorf("exit %d, severity %s", code, f.Severity)
+		}
+		contains(t, "what", f.What, `names issuer "`+iss.URL()+`"; the token's iss is "`+noSlash+`"`)
+		contains(t, "fix", f.Fix, "--public-url "+noSlash)
+	})
+	t.Run("5b issuer nobody serves", func(t *testing.T) {
+		gone := closedPort(t)
+		r, code := run(t, b.env(b.copied(t, testbed.TokenRequest{Issuer: gone + "/cluster/"})))
+		f := find(t, r, findings.IDIssuerUnreachable)
+		if code != 1 {
+			t.Errorf("exit %d", code)
+		}
+		contains(t, "what", f.What, "GET "+gone+"/cluster/.well-known/openid-configuration", "connection refused")
+		contains(t, "fix", f.Fix, "sidecar issuer publish --bucket")
+	})
+
 	// Case 6: the trust policy names another service account.
 	t.Run("6 trust policy denies the service account", func(t *testing.T) {
 		r, code := run(t, b.env(b.projected(t, testbed.TokenRequest{ServiceAccount: "other-sa"})), "--probe-s3", b.weed.Bucket())
@@ -329,4 +358,16 @@ func TestCheckOnTestbed(t *testing.T) {
 		contains(t, "text report", stdout.String(), "== the unnamed role (--role-arn) ==", "== role again (--role again=...) ==",
 			"== role missing (--role missing=...) ==", testbed.RoleARN("no-such-role")+" (missing)", "FAIL:")
 	})
+}
+
+// closedPort is http://127.0.0.1:<port> with nothing listening: a listener bound and closed.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
 }

@@ -43,6 +43,13 @@ const (
 	IDAudienceTrailingSlash = "audience-trailing-slash"
 	// IDIssuerNotHTTPS: the issuer is plain http on a non-loopback host, which IAM refuses.
 	IDIssuerNotHTTPS = "issuer-not-https"
+	// IDIssuerUnreachable: the issuer's discovery document or JWKS cannot be fetched anonymously,
+	// as STS fetches them.
+	IDIssuerUnreachable = "issuer-unreachable"
+	// IDIssuerMismatch: the discovery document names another issuer than the token's iss.
+	IDIssuerMismatch = "issuer-mismatch"
+	// IDIssuerKeyMissing: the token's kid is not in the issuer's published JWKS.
+	IDIssuerKeyMissing = "issuer-key-missing"
 	// IDTokenExpired: the token's exp has passed.
 	IDTokenExpired = "token-expired"
 	// IDTokenExpiring: the token is past its rotation point or close to expiry.
