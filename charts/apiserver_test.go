@@ -36,6 +36,7 @@ var plurals = map[string]struct {
 	"PrometheusRule":               {"apis/monitoring.coreos.com/v1", "prometheusrules", true},
 	"ServiceMonitor":               {"apis/monitoring.coreos.com/v1", "servicemonitors", true},
 	"PodMonitor":                   {"apis/monitoring.coreos.com/v1", "podmonitors", true},
+	"CronJob":                      {"apis/batch/v1", "cronjobs", true},
 }
 
 // crdFiles are the CRDs of the kinds above that Kubernetes does not have, from the module zips

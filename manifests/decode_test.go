@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
@@ -29,26 +30,28 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 // objects is a decoded set of manifests, by kind and name.
 type objects struct {
-	ServiceAccounts map[string]*corev1.ServiceAccount
-	ConfigMaps      map[string]*corev1.ConfigMap
-	Deployments     map[string]*appsv1.Deployment
-	StatefulSets    map[string]*appsv1.StatefulSet
-	Jobs            map[string]*batchv1.Job
-	CronJobs        map[string]*batchv1.CronJob
-	PodMonitors     map[string]*podMonitor
-	Kustomizations  []*kusttypes.Kustomization
-	count           int
+	ServiceAccounts     map[string]*corev1.ServiceAccount
+	ConfigMaps          map[string]*corev1.ConfigMap
+	Deployments         map[string]*appsv1.Deployment
+	StatefulSets        map[string]*appsv1.StatefulSet
+	Jobs                map[string]*batchv1.Job
+	CronJobs            map[string]*batchv1.CronJob
+	ClusterRoleBindings map[string]*rbacv1.ClusterRoleBinding
+	PodMonitors         map[string]*podMonitor
+	Kustomizations      []*kusttypes.Kustomization
+	count               int
 }
 
 func newObjects() *objects {
 	return &objects{
-		ServiceAccounts: map[string]*corev1.ServiceAccount{},
-		ConfigMaps:      map[string]*corev1.ConfigMap{},
-		Deployments:     map[string]*appsv1.Deployment{},
-		StatefulSets:    map[string]*appsv1.StatefulSet{},
-		Jobs:            map[string]*batchv1.Job{},
-		CronJobs:        map[string]*batchv1.CronJob{},
-		PodMonitors:     map[string]*podMonitor{},
+		ServiceAccounts:     map[string]*corev1.ServiceAccount{},
+		ConfigMaps:          map[string]*corev1.ConfigMap{},
+		Deployments:         map[string]*appsv1.Deployment{},
+		StatefulSets:        map[string]*appsv1.StatefulSet{},
+		Jobs:                map[string]*batchv1.Job{},
+		CronJobs:            map[string]*batchv1.CronJob{},
+		ClusterRoleBindings: map[string]*rbacv1.ClusterRoleBinding{},
+		PodMonitors:         map[string]*podMonitor{},
 	}
 }
 
@@ -122,6 +125,9 @@ func (o *objects) add(doc []byte) error {
 	case "batch/v1/CronJob":
 		v := &batchv1.CronJob{}
 		err, o.CronJobs[name] = strictUnmarshal(doc, v), v
+	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+		v := &rbacv1.ClusterRoleBinding{}
+		err, o.ClusterRoleBindings[name] = strictUnmarshal(doc, v), v
 	case "monitoring.coreos.com/v1/PodMonitor":
 		var v *podMonitor
 		v, err = decodePodMonitor(doc)
@@ -263,6 +269,7 @@ func TestRenderedManifestsMatchGolden(t *testing.T) {
 		{name: "example deployment", dir: "examples/deployment", golden: "example-deployment.golden"},
 		{name: "example legacy token", dir: "examples/legacy-token", golden: "example-legacy-token.golden"},
 		{name: "example several roles", dir: "examples/several-roles", golden: "example-several-roles.golden"},
+		{name: "issuer publish", dir: "issuer-publish", golden: "issuer-publish.golden"},
 		{name: "component on every kind", dir: "testdata/component-kinds", golden: "component-kinds.golden"},
 	}
 	for _, tt := range tests {

@@ -580,6 +580,49 @@ func TestExampleSeveralRoles(t *testing.T) {
 	}
 }
 
+// TestIssuerPublishCronJob: the publisher runs `sidecar issuer publish` with the component's
+// sidecar for its S3 credentials, under a service account bound to the issuer discovery role
+// and nothing else, one run at a time.
+func TestIssuerPublishCronJob(t *testing.T) {
+	const dir = "issuer-publish"
+	o := decodeAll(t, render(t, dir))
+	cj := o.CronJobs["issuer-publish"]
+	if cj == nil || len(o.CronJobs) != 1 {
+		t.Fatalf("want the one CronJob issuer-publish, got %d", len(o.CronJobs))
+	}
+	spec := cj.Spec.JobTemplate.Spec.Template.Spec
+	checkSidecarPod(t, cj.Spec.JobTemplate.Spec.Template.ObjectMeta, spec, settingsOf(t, filepath.Join(dir, "settings.yaml")))
+	for _, c := range spec.Containers {
+		checkRestrictedContainer(t, spec, c)
+	}
+	c := spec.Containers[0]
+	if strings.Join(c.Command, " ") != "/sidecar issuer publish" {
+		t.Errorf("the publisher runs %q", c.Command)
+	}
+	for _, name := range []string{"CREDSIDECAR_ISSUER_BUCKET", "AWS_REGION"} {
+		if e, n := envValue(c.Env, name); n != 1 || e.Value == "" {
+			t.Errorf("publisher lacks %s", name)
+		}
+	}
+	if cj.Spec.ConcurrencyPolicy != "Forbid" {
+		t.Errorf("concurrencyPolicy %q: two publishers could race on the bucket", cj.Spec.ConcurrencyPolicy)
+	}
+	if sa := o.ServiceAccounts[spec.ServiceAccountName]; sa == nil || sa.AutomountServiceAccountToken == nil || !*sa.AutomountServiceAccountToken {
+		t.Errorf("service account %q must exist and mount its token: the publisher reads the API server", spec.ServiceAccountName)
+	}
+	var roles []string
+	for _, b := range o.ClusterRoleBindings {
+		for _, s := range b.Subjects {
+			if s.Kind == "ServiceAccount" && s.Name == spec.ServiceAccountName && s.Namespace == cj.Namespace {
+				roles = append(roles, b.RoleRef.Kind+"/"+b.RoleRef.Name)
+			}
+		}
+	}
+	if strings.Join(roles, ",") != "ClusterRole/system:service-account-issuer-discovery" {
+		t.Errorf("the publisher is bound to %v, want system:service-account-issuer-discovery and nothing else", roles)
+	}
+}
+
 // The two patches carry the same pod template at different depths; they must not drift.
 func TestComponentPatchesAgree(t *testing.T) {
 	read := func(name string) *objects {

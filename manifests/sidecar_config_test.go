@@ -26,6 +26,9 @@ func TestSidecarAcceptsManifestConfig(t *testing.T) {
 	cases := []podCase{
 		{dir: ".", kind: "Job", name: "s3-upload-test", pod: func(o *objects) corev1.PodSpec { return o.Jobs["s3-upload-test"].Spec.Template.Spec }},
 		{dir: "examples/deployment", kind: "Deployment", name: "inventory-sync", pod: func(o *objects) corev1.PodSpec { return o.Deployments["inventory-sync"].Spec.Template.Spec }},
+		{dir: "issuer-publish", kind: "CronJob", name: "issuer-publish", pod: func(o *objects) corev1.PodSpec {
+			return o.CronJobs["issuer-publish"].Spec.JobTemplate.Spec.Template.Spec
+		}},
 		{dir: "examples/several-roles", kind: "Deployment", name: "catalog-import", pod: func(o *objects) corev1.PodSpec { return o.Deployments["catalog-import"].Spec.Template.Spec }},
 		{dir: "testdata/component-kinds", kind: "CronJob", name: "nightly-export", pod: func(o *objects) corev1.PodSpec {
 			return o.CronJobs["nightly-export"].Spec.JobTemplate.Spec.Template.Spec
