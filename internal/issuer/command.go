@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/credsidecar/credsidecar/internal/clock"
@@ -138,7 +137,9 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: sidecar issuer publish [flags]\n\n"+
 		"Publishes the cluster's service-account issuer (discovery document and JWKS) to an S3 bucket for AWS STS,\n"+
 		"checks them there anonymously, and prints the API server flags and the IAM command left to run.\n"+
-		"S3 credentials come from the AWS SDK's default chain.\n\n")
+		"S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web-identity token (AWS_ROLE_ARN,\n"+
+		"AWS_WEB_IDENTITY_TOKEN_FILE) or the credsidecar endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI), in that order:\n"+
+		"the SDK's default chain without profiles and SSO (from those: eval \"$(aws configure export-credentials --format env)\").\n\n")
 	b := config.NewBinder(flag.NewFlagSet("issuer publish", flag.ContinueOnError))
 	b.Add(settings(&values{})...)
 	b.WriteUsage(w, nil)
@@ -194,11 +195,15 @@ func newPublisher(ctx context.Context, v values, getenv func(string) string, log
 	if region == "" {
 		region = "us-east-1" // an S3-compatible store at --endpoint-url: any region signs
 	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	provider, from, err := credentialsFrom(getenv, region)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, err
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+	provider = aws.NewCredentialsCache(provider)
+	if err := retrieve(ctx, provider, from); err != nil {
+		return nil, err
+	}
+	client := s3.NewFromConfig(aws.Config{Region: region, Credentials: provider}, func(o *s3.Options) {
 		if v.endpoint != "" {
 			o.BaseEndpoint = aws.String(v.endpoint)
 		}

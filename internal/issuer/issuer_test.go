@@ -189,3 +189,32 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestCredentialsFrom: the default chain's order for the places a publisher runs, and an error
+// saying what to set when none applies.
+func TestCredentialsFrom(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"static keys first", map[string]string{"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s",
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9910/v1/credentials"}, "AWS_ACCESS_KEY_ID"},
+		{"web identity before the container endpoint", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/r",
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9910/v1/credentials"}, "AWS_WEB_IDENTITY_TOKEN_FILE"},
+		{"the sidecar's endpoint", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9910/v1/credentials",
+			"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/var/run/credsidecar/auth-token"}, "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
+		{"a key id without its secret is no credentials", map[string]string{"AWS_ACCESS_KEY_ID": "AKIA"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, from, err := credentialsFrom(func(k string) string { return tt.env[k] }, "eu-west-1")
+			switch {
+			case tt.want == "" && (err == nil || !strings.Contains(err.Error(), "aws configure export-credentials")):
+				t.Fatalf("error %v, want one saying how to get credentials", err)
+			case tt.want != "" && (err != nil || from != tt.want):
+				t.Fatalf("chain picked %q (%v), want %q", from, err, tt.want)
+			}
+		})
+	}
+}
