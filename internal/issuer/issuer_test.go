@@ -218,3 +218,24 @@ func TestCredentialsFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestNextSteps: when the API server still signs with another issuer, the output warns and
+// gives the flags to restart it with, the public URL first and the old issuer kept second.
+func TestNextSteps(t *testing.T) {
+	d, err := Rewrite([]byte(apiDiscovery), []byte(apiJWKS), "https://b.s3.eu-west-1.amazonaws.com/kind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	NextSteps(&out, d, "https://b.s3.eu-west-1.amazonaws.com/kind", "")
+	want := "WARNING: the API server's issuer is https://10.0.0.1:6443, not https://b.s3.eu-west-1.amazonaws.com/kind"
+	flags := "  --service-account-issuer=https://b.s3.eu-west-1.amazonaws.com/kind\n" +
+		"  --service-account-issuer=https://10.0.0.1:6443\n" +
+		"  --service-account-jwks-uri=https://b.s3.eu-west-1.amazonaws.com/kind/openid/v1/jwks\n"
+	iam := "aws iam create-open-id-connect-provider --url https://b.s3.eu-west-1.amazonaws.com/kind --client-id-list https://b.s3.eu-west-1.amazonaws.com/kind/\n"
+	for _, w := range []string{want, flags, iam} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("next steps lack %q:\n%s", w, out.String())
+		}
+	}
+}
