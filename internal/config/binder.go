@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,6 +65,21 @@ func (b *Binder) Add(settings ...Setting) {
 		b.settings = append(b.settings, s)
 		b.raws = append(b.raws, raw)
 	}
+}
+
+// Parse parses args with the Binder's FlagSet: flag.ErrHelp as it is, any other problem as
+// "parse arguments: ...", and a positional argument as one, since every setting is a flag.
+func (b *Binder) Parse(args []string) error {
+	if err := b.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("parse arguments: %w", err)
+	}
+	if b.fs.NArg() > 0 {
+		return fmt.Errorf("parse arguments: unexpected argument %q", b.fs.Arg(0))
+	}
+	return nil
 }
 
 // Resolve applies to every setting the flag's value, else the first variable set, else the

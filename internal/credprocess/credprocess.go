@@ -148,14 +148,8 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	b := config.NewBinder(fs)
 	var v values
 	b.Add(settings(&v)...)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
-		}
-		return options{}, fmt.Errorf("parse arguments: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("parse arguments: unexpected argument %q", fs.Arg(0))
+	if err := b.Parse(args); err != nil {
+		return options{}, err
 	}
 	if problems := b.Resolve(getenv); len(problems) > 0 {
 		return options{}, &config.Error{Problems: problems}

@@ -151,14 +151,8 @@ func parse(args []string, getenv func(string) string) (values, error) {
 	b := config.NewBinder(fs)
 	var v values
 	b.Add(settings(&v)...)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return v, err
-		}
-		return v, fmt.Errorf("parse arguments: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return v, fmt.Errorf("parse arguments: unexpected argument %q", fs.Arg(0))
+	if err := b.Parse(args); err != nil {
+		return v, err
 	}
 	problems := b.Resolve(getenv)
 	add := func(flagName, value, problem string) {

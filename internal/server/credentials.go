@@ -208,18 +208,7 @@ type unknownRole struct {
 }
 
 func (u *unknownRole) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header()["Allow"] = headerAllow
-		writeError(w, u.errs.method)
-		return
-	}
-	got := r.Header["Authorization"]
-	switch {
-	case len(got) == 0 || got[0] == "":
-		writeError(w, u.errs.missingAuth)
-		return
-	case len(got) > 1 || !u.auth.Matches(got[0]):
-		writeError(w, u.errs.badAuth)
+	if !authorized(w, r, u.auth, &u.errs) {
 		return
 	}
 	if u.answer != nil {
@@ -247,21 +236,30 @@ func quoteName(s string) string {
 	}, s)
 }
 
-func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// HEAD is refused too: no SDK sends it, and the protocol gives it no meaning.
+// authorized answers a request that is not a GET with exactly the right Authorization header,
+// and reports whether it may go on. HEAD is refused too: no SDK sends it, and the protocol gives
+// it no meaning. Exactly one Authorization header: with two, which one a proxy or the SDK meant
+// is unclear.
+func authorized(w http.ResponseWriter, r *http.Request, auth Authorizer, errs *errorAnswers) bool {
 	if r.Method != http.MethodGet {
 		w.Header()["Allow"] = headerAllow
-		writeError(w, h.errs.method)
-		return
+		writeError(w, errs.method)
+		return false
 	}
-	// Exactly one Authorization header: with two, which one a proxy or the SDK meant is unclear.
 	got := r.Header["Authorization"]
 	switch {
 	case len(got) == 0 || got[0] == "":
-		writeError(w, h.errs.missingAuth)
-		return
-	case len(got) > 1 || !h.auth.Matches(got[0]):
-		writeError(w, h.errs.badAuth)
+		writeError(w, errs.missingAuth)
+		return false
+	case len(got) > 1 || !auth.Matches(got[0]):
+		writeError(w, errs.badAuth)
+		return false
+	}
+	return true
+}
+
+func (h *credentialsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !authorized(w, r, h.auth, &h.errs) {
 		return
 	}
 	now := h.clock.Now()
