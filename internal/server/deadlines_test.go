@@ -1,12 +1,19 @@
 package server
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // coarsePair is a connection accepted through a coarse listener sweeping every tick, and the
@@ -141,5 +148,56 @@ func TestCoarseSweeperStops(t *testing.T) {
 	_ = srv.Close()
 	if err := within(t, 10*time.Second, "sweeper stop", func() error { <-l.stopped; return nil }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServeTLS: over ServeTLS, net/http still sees TLS (r.TLS, HTTP/2 by ALPN), and a client that
+// opens a connection and never starts the handshake is cut by the read-header timeout.
+func TestServeTLS(t *testing.T) {
+	cert, err := testbed.NewServingCert(t.TempDir(), "serve-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	srv := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- fmt.Sprintf("%s tls=%v", r.Proto, r.TLS != nil)
+	}), nil)
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeTLS(ctx, srv, ln, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := await.Receive(t, 10*time.Second, done, "ServeTLS's return"); err != nil {
+			t.Error(err)
+		}
+	})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: cert.Pool}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections() // before the clean-up's shutdown, which waits for them
+	resp, err := client.Get("https://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := await.Receive(t, 10*time.Second, seen, "the request"); got != "HTTP/2.0 tls=true" {
+		t.Fatalf("the handler saw %s, want HTTP/2.0 over TLS", got)
+	}
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start := time.Now()
+	err = within(t, 10*time.Second, "a connection that never starts its handshake", func() error {
+		_, err := idle.Read(make([]byte, 1))
+		return err
+	})
+	if err == nil || time.Since(start) < ReadHeaderTimeout {
+		t.Fatalf("stalled handshake: read returned %v after %s, want the connection closed after %s", err, time.Since(start), ReadHeaderTimeout)
 	}
 }

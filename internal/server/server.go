@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -124,12 +126,29 @@ func CheckCredentialsListen(addr string, allowNonLoopback bool) error {
 	return nil
 }
 
-// Serve serves srv on ln, with coarse deadlines (see coarseListener), until ctx is done, then stops accepting connections and lets requests
-// in flight finish for up to timeout before closing the rest. It returns nil after a clean
-// shutdown, and an error if serving failed or the deadline cut requests off. It closes ln.
+// Serve serves srv on ln, with coarse deadlines (see coarseListener), until ctx is done, then
+// stops accepting connections and lets requests in flight finish for up to timeout before
+// closing the rest. It returns nil after a clean shutdown, and an error if serving failed or the
+// deadline cut requests off. It closes ln.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	return serve(ctx, srv, withCoarseDeadlines(ln), timeout)
+}
+
+// ServeTLS is Serve over TLS with srv.TLSConfig: the coarse deadlines sit under TLS, so that
+// net/http still sees a *tls.Conn (r.TLS, HTTP/2 by ALPN) and a stalled handshake is cut too.
+// Like http.Server.ServeTLS, it adds h2 and http/1.1 to srv.TLSConfig.NextProtos.
+func ServeTLS(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	if srv.TLSConfig == nil {
+		return errors.New("serve tls: the server has no TLSConfig")
+	}
+	if !slices.Contains(srv.TLSConfig.NextProtos, "h2") {
+		srv.TLSConfig.NextProtos = append(srv.TLSConfig.NextProtos, "h2", "http/1.1")
+	}
+	return serve(ctx, srv, tls.NewListener(withCoarseDeadlines(ln), srv.TLSConfig), timeout)
+}
+
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
 	addr := ln.Addr().String()
-	ln = withCoarseDeadlines(ln)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	})
 	g.Go(func() error { cert.watch(gctx, cfg.CertPollInterval, opts.Clock); return nil })
 	g.Go(func() error {
-		return server.Serve(gctx, mutateSrv, tls.NewListener(mutateLn, mutateSrv.TLSConfig), cfg.ShutdownTimeout)
+		return server.ServeTLS(gctx, mutateSrv, mutateLn, cfg.ShutdownTimeout)
 	})
 	g.Go(func() error { return server.Serve(gctx, metricsSrv, metricsLn, cfg.ShutdownTimeout) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
