@@ -37,6 +37,9 @@ var (
 	readerRole   = testbed.WebIdentityRole("reader-role", testbed.Subject(testbed.DefaultNamespace, testbed.DefaultServiceAccount), "read-only")
 	writerRole   = testbed.WebIdentityRole("writer-role", testbed.Subject(testbed.DefaultNamespace, testbed.DefaultServiceAccount), "write-only")
 	strangerRole = testbed.WebIdentityRole("stranger-role", testbed.Subject(testbed.DefaultNamespace, "someone-else"), "read-only")
+	// chainedRole is assumed with the reader role's session: a role in "another account" reached
+	// by chaining, for a named role's --role-chain-role-arn.
+	chainedRole = testbed.ChainedRole("chained-reader", "reader-role", "read-only")
 )
 
 func policy(name string, actions ...string) testbed.Policy {
@@ -48,7 +51,7 @@ func policy(name string, actions ...string) testbed.Policy {
 
 func TestMain(m *testing.M) {
 	os.Exit(podenv.Main(m, podenv.Options{Guard: guard,
-		ExtraRoles:    []testbed.Role{readerRole, writerRole, strangerRole},
+		ExtraRoles:    []testbed.Role{readerRole, writerRole, strangerRole, chainedRole},
 		ExtraPolicies: []testbed.Policy{policy("read-only", "s3:GetObject", "s3:ListBucket"), policy("write-only", "s3:PutObject")},
 	}))
 }
@@ -320,5 +323,30 @@ func TestOnlyNamedRoles(t *testing.T) {
 		if want := "assumed-role/" + strings.TrimPrefix(role, "arn:aws:iam::"+testbed.AccountID+":role/") + "/"; !strings.Contains(aws.ToString(id.Arn), want) {
 			t.Fatalf("profile %s is %s, want an ARN with %s", name, aws.ToString(id.Arn), want)
 		}
+	}
+}
+
+// TestNamedRoleChains: a named role with its own chain (the sidecar's --role-chain-role-arn)
+// serves the last hop's credentials at its path, while the unnamed role serves its own.
+func TestNamedRoleChains(t *testing.T) {
+	w := podenv.Shared(t)
+	s := w.StartSidecar(t, podenv.SidecarOptions{Roles: []config.Role{
+		{Name: "far", ARN: readerRole.RoleArn, ChainRoleARNs: []string{chainedRole.RoleArn}},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if !s.App.WaitReady(ctx) {
+		t.Fatalf("the chained role never became servable: %v", s.App.Manager("far").LastError())
+	}
+	far := newApp(t, w, s, s.URL+"/far")
+	id, err := far.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		t.Fatalf("GetCallerIdentity through the chained role: %v", err)
+	}
+	if !strings.Contains(aws.ToString(id.Arn), "assumed-role/chained-reader/") {
+		t.Fatalf("the named role with a chain is %s, want the chain's last role chained-reader", aws.ToString(id.Arn))
+	}
+	if got := s.Served(t).RoleARN; got != testbed.DefaultRoleARN {
+		t.Fatalf("the unnamed role serves %s beside the chained named role, want %s", got, testbed.DefaultRoleARN)
 	}
 }
