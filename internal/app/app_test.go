@@ -217,24 +217,12 @@ func (n *notifyingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.As
 	return out, err
 }
 
-// closedPort returns a loopback address nothing listens on: an STS outage that needs no fake.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestSidecarWithoutSTS starts the sidecar while STS cannot be reached: it must stay up and
 // healthy but unready, answer 503 with the reason, count the failure, and still shut down cleanly.
 func TestSidecarWithoutSTS(t *testing.T) {
 	iss := testbed.StartIssuerForTest(t, testbed.IssuerOptions{})
 	proj := testbed.NewProjectorForTest(t, testbed.ProjectorOptions{Minter: iss.Minter(testbed.TokenRequest{})})
-	endpoint := "http://" + closedPort(t)
+	endpoint := "http://" + testbed.ClosedAddr(t)
 	cfg := testConfig(t, testbed.DefaultRoleARN, proj.Path(), endpoint)
 	cfg.Region = "" // an endpoint alone is enough
 	logs := &logBuffer{}
@@ -339,7 +327,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestRunOnceAndClose(t *testing.T) {
-	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+closedPort(t))
+	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+testbed.ClosedAddr(t))
 	cfg.IMDSListen = "127.0.0.1:0"
 	a, err := New(context.Background(), cfg, Options{})
 	if err != nil {
@@ -374,7 +362,7 @@ func TestRunOnceAndClose(t *testing.T) {
 // TestRunFunction checks the one-call form used by cmd/sidecar: the hook sees the addresses and
 // cancellation returns nil.
 func TestRunFunction(t *testing.T) {
-	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+closedPort(t))
+	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+testbed.ClosedAddr(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	var addrs atomic.Pointer[Addrs]
 	done := make(chan error, 1)

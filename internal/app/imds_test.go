@@ -16,7 +16,7 @@ import (
 // requests appear in credsidecar_http_requests_total under endpoint="imds", on the registry the
 // sidecar serves. STS is unreachable; the session-token exchange does not need it.
 func TestIMDSRequestsCounted(t *testing.T) {
-	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+closedPort(t))
+	cfg := testConfig(t, testbed.DefaultRoleARN, "/nonexistent/token", "http://"+testbed.ClosedAddr(t))
 	cfg.IMDSListen = "127.0.0.1:0"
 	a, err := New(context.Background(), cfg, Options{})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/credsidecar/credsidecar/internal/authtoken"
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/server"
+	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
 
 // mainEnv makes the test binary run Main instead of the tests, so that real clients (botocore,
@@ -212,15 +213,7 @@ func TestPrintsCredentials(t *testing.T) {
 
 func TestFailures(t *testing.T) {
 	good := realLookingCreds(t, time.Now().Add(time.Hour))
-	closed := func() string { // a loopback port with nothing listening
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return "http://" + addr + "/v1/credentials"
-	}()
+	closed := "http://" + testbed.ClosedAddr(t) + "/v1/credentials" // nothing listens there
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 
 	type target struct {

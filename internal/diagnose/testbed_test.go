@@ -250,7 +250,7 @@ func TestCheckOnTestbed(t *testing.T) {
 		contains(t, "fix", f.Fix, "--public-url "+noSlash)
 	})
 	t.Run("5b issuer nobody serves", func(t *testing.T) {
-		gone := closedPort(t)
+		gone := "http://" + testbed.ClosedAddr(t)
 		r, code := run(t, b.env(b.copied(t, testbed.TokenRequest{Issuer: gone + "/cluster/"})))
 		f := find(t, r, findings.IDIssuerUnreachable)
 		if code != 1 {
@@ -358,16 +358,4 @@ func TestCheckOnTestbed(t *testing.T) {
 		contains(t, "text report", stdout.String(), "== the unnamed role (--role-arn) ==", "== role again (--role again=...) ==",
 			"== role missing (--role missing=...) ==", testbed.RoleARN("no-such-role")+" (missing)", "FAIL:")
 	})
-}
-
-// closedPort is http://127.0.0.1:<port> with nothing listening: a listener bound and closed.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/aws/aws-sdk-go/aws/session"
 	s3v1 "github.com/aws/aws-sdk-go/service/s3"
 	stsv1 "github.com/aws/aws-sdk-go/service/sts"
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/credsidecar/credsidecar/internal/creds"
 	"github.com/credsidecar/credsidecar/internal/findings"
@@ -617,29 +616,10 @@ var keyLine = regexp.MustCompile(`(?m)^aws_access_key_id = (\S+)$`)
 // holds the access key id want.
 func waitForKey(t *testing.T, path, want string) {
 	t.Helper()
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.After(guard)
-	for {
-		if b, err := os.ReadFile(path); err == nil {
-			if m := keyLine.FindSubmatch(b); m != nil && string(m[1]) == want {
-				return
-			}
-		}
-		select {
-		case <-w.Events:
-		case err := <-w.Errors:
-			t.Fatalf("watch %s: %v", path, err)
-		case <-deadline:
-			t.Fatalf("%s does not hold key %s within %s", path, creds.MaskKeyID(want), guard)
-		}
-	}
+	await.File(t, guard, path, "holding key "+creds.MaskKeyID(want), func(b []byte) bool {
+		m := keyLine.FindSubmatch(b)
+		return m != nil && string(m[1]) == want
+	})
 }
 
 // reader reads the credentials file in a loop with aws-sdk-go-v2's own shared-config loader,

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,10 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/creds"
+	"github.com/credsidecar/credsidecar/internal/testkit/await"
 	"github.com/credsidecar/credsidecar/internal/testkit/podenv"
 	"github.com/credsidecar/credsidecar/internal/testkit/testbed"
 )
@@ -284,30 +283,11 @@ func TestOnlyNamedRoles(t *testing.T) {
 	if s.App.Manager("") != nil {
 		t.Fatal("a manager for the unnamed role exists without --role-arn")
 	}
-	// The file is written after the roles are servable: wait, on file events, for both profiles,
-	// then read each as the SDK does.
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
-	if err := fw.Add(filepath.Dir(file)); err != nil {
-		t.Fatal(err)
-	}
-	timeout := time.After(guard)
-	for {
-		b, _ := os.ReadFile(file)
-		if strings.Contains(string(b), "[reader]") && strings.Contains(string(b), "[writer]") {
-			break
-		}
-		select {
-		case <-fw.Events:
-		case err := <-fw.Errors:
-			t.Fatal(err)
-		case <-timeout:
-			t.Fatalf("credentials file lacks a profile per role after %s:\n%s", guard, b)
-		}
-	}
+	// The file is written after the roles are servable: wait for both profiles, then read each as
+	// the SDK does.
+	await.File(t, guard, file, "holding a profile per role", func(b []byte) bool {
+		return strings.Contains(string(b), "[reader]") && strings.Contains(string(b), "[writer]")
+	})
 	for name, role := range map[string]string{"reader": readerRole.RoleArn, "writer": writerRole.RoleArn} {
 		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(testbed.Region),
 			awsconfig.WithSharedConfigFiles([]string{}), awsconfig.WithSharedCredentialsFiles([]string{file}),

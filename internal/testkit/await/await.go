@@ -5,8 +5,12 @@ package await
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Receive waits for the next value on ch, failing t with what after guard. A closed channel
@@ -55,6 +59,34 @@ func Drain[T any](ch <-chan T) {
 		case <-ch:
 		default:
 			return
+		}
+	}
+}
+
+// File waits, on file events in path's directory rather than by polling, until ok accepts the
+// file's content (a missing file is read as nil), failing t with what after guard.
+func File(t testing.TB, guard time.Duration, path, what string, ok func(content []byte) bool) {
+	t.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(path)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(guard)
+	for {
+		b, _ := os.ReadFile(path)
+		if ok(b) {
+			return
+		}
+		select {
+		case <-w.Events:
+		case err := <-w.Errors:
+			t.Fatalf("watch %s: %v", path, err)
+		case <-deadline:
+			t.Fatalf("%s: not %s within %s", path, what, guard)
 		}
 	}
 }

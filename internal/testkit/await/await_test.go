@@ -2,6 +2,8 @@ package await
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -74,6 +76,15 @@ func TestWaits(t *testing.T) {
 			defer close(block)
 			Timers(tb, 10*time.Millisecond, stuckClock(block), 3)
 		}, wantFail: "no 3 armed timers on the fake clock within 10ms"},
+		{name: "file written later", wait: func(tb testing.TB) {
+			path := filepath.Join(t.TempDir(), "f")
+			go func() { _ = os.WriteFile(path, []byte("ready"), 0o600) }()
+			File(tb, 10*time.Second, path, "ready", func(b []byte) bool { return string(b) == "ready" })
+		}},
+		{name: "file never right", wait: func(tb testing.TB) {
+			path := filepath.Join(t.TempDir(), "f")
+			File(tb, 10*time.Millisecond, path, "holding the key", func(b []byte) bool { return len(b) > 0 })
+		}, wantFail: ": not holding the key within 10ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,9 @@
 package testbed
 
-import "testing"
+import (
+	"net"
+	"testing"
+)
 
 // StartIssuerForTest starts an Issuer that t's clean-up closes; a start failure fails t.
 func StartIssuerForTest(t testing.TB, opts IssuerOptions) *Issuer {
@@ -70,4 +73,19 @@ func StartKubeAPIForTest(t testing.TB, opts KubeAPIOptions) *KubeAPI {
 		}
 	})
 	return k
+}
+
+// ClosedAddr returns a loopback host:port nothing listens on (a listener bound and closed at
+// once): an unreachable server that needs no fake.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
