@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -33,6 +34,22 @@ type Setting struct {
 	// SetList, instead of Set, takes a repeatable flag's values, or the variable's value split at
 	// commas.
 	SetList func(vs []string) error
+}
+
+// SetString is a Setting's Set that stores the value in dst.
+func SetString(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
+
+// SetBool is a Setting's Set for a Bool flag or variable: true or false (as strconv.ParseBool
+// reads them) into dst.
+func SetBool(dst *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("must be true or false")
+		}
+		*dst = b
+		return nil
+	}
 }
 
 // origin records the text a value was parsed from and the variable it came from, so that

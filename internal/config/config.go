@@ -173,24 +173,10 @@ func settings() []setting {
 			set:   str(func(c *Config) *string { return &c.Listen })},
 		{flag: "allow-non-loopback", envs: []string{"CREDSIDECAR_ALLOW_NON_LOOPBACK"}, isBool: true, def: "false",
 			usage: "allow --listen on an address other than loopback",
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return errors.New("must be true or false")
-				}
-				c.AllowNonLoopback = b
-				return nil
-			}},
+			set:   func(c *Config, v string) error { return SetBool(&c.AllowNonLoopback)(v) }},
 		{flag: "allow-insecure-sts-endpoint", envs: []string{"CREDSIDECAR_ALLOW_INSECURE_STS_ENDPOINT"}, isBool: true, def: "false",
 			usage: "allow a plain-http --sts-endpoint to a host other than loopback (the service-account token then crosses the network in clear text)",
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return errors.New("must be true or false")
-				}
-				c.AllowInsecureSTSEndpoint = b
-				return nil
-			}},
+			set:   func(c *Config, v string) error { return SetBool(&c.AllowInsecureSTSEndpoint)(v) }},
 		{flag: "pod-ip", envs: []string{"POD_IP"}, kind: "ip", defHelp: "unset; set it from the downward API's status.podIP",
 			usage: "the pod's IP; equal to --host-ip it reveals hostNetwork, where IMDS is refused",
 			set:   str(func(c *Config) *string { return &c.PodIP })},

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/credsidecar/credsidecar/internal/config"
@@ -49,14 +48,7 @@ func checkSettings(v *checkValues) []config.Setting {
 			})},
 		{Flag: "s3-path-style", Envs: []string{"S3_USE_PATH_STYLE"}, Default: "false", Bool: true,
 			Usage: "address the probed bucket in the URL path, as S3-compatible stores need",
-			Set: func(s string) error {
-				b, err := strconv.ParseBool(s)
-				if err != nil {
-					return errors.New("must be true or false")
-				}
-				v.pathStyle = b
-				return nil
-			}},
+			Set:   config.SetBool(&v.pathStyle)},
 		{Flag: "output", Envs: []string{"CREDSIDECAR_CHECK_OUTPUT"}, Default: "text", Kind: "text|json",
 			Usage: "report format; json is a stable document for scripts",
 			Set: str(&v.output, func(s string) string {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -27,20 +26,8 @@ type values struct {
 	interval                                                          time.Duration
 }
 
-func boolSetter(dst *bool) func(string) error {
-	return func(v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return errors.New("must be true or false")
-		}
-		*dst = b
-		return nil
-	}
-}
-
-func str(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
-
 func settings(v *values) []config.Setting {
+	str, boolSetter := config.SetString, config.SetBool
 	return []config.Setting{
 		{Flag: "bucket", Envs: []string{"CREDSIDECAR_ISSUER_BUCKET"}, Kind: "name", DefaultHelp: "required",
 			Usage: "S3 bucket the issuer's documents are published to", Set: str(&v.bucket)},

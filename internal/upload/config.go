@@ -66,7 +66,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // settings are the uploader's flags with their variable fallbacks, bound to c: the sidecar's
 // one flag/variable mechanism (config.Binder), so the help and the errors read alike.
 func settings(c *Config) []config.Setting {
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	str := config.SetString
 	return []config.Setting{
 		{Flag: "bucket", Envs: []string{"S3_BUCKET_NAME"}, Kind: "name", DefaultHelp: "required",
 			Usage: "S3 bucket to upload to", Set: str(&c.Bucket)},
@@ -85,14 +85,7 @@ func settings(c *Config) []config.Setting {
 			DefaultHelp: "the regional AWS endpoint", Usage: "STS endpoint URL", Set: str(&c.STSEndpoint)},
 		{Flag: "path-style", Envs: []string{"S3_USE_PATH_STYLE"}, Default: "false", Bool: true,
 			Usage: "address the bucket in the URL path instead of the host name",
-			Set: func(v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return errors.New("must be true or false")
-				}
-				c.PathStyle = b
-				return nil
-			}},
+			Set:   config.SetBool(&c.PathStyle)},
 		{Flag: "part-size", Envs: []string{"UPLOAD_PART_SIZE"}, Kind: "size", Default: FormatSize(DefaultPartSize),
 			Usage: "multipart part size, at least 5MiB; memory use is about (concurrency+2) x part size",
 			Set:   sizeValue{&c.PartSize}.Set},
