@@ -362,20 +362,7 @@ func TestRunFollowsSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	synced := make(chan struct{}, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- w.run(ctx, []Profile{{Name: DefaultProfile, Source: src}}, func() { synced <- struct{}{} })
-	}()
-	waitSynced := func(what string) {
-		t.Helper()
-		select {
-		case <-synced:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("Run did not act on %s within 10s", what)
-		}
-	}
+	waitSynced, stop := runWriter(t, w, []Profile{{Name: DefaultProfile, Source: src}})
 
 	keyInFile := func() string {
 		t.Helper()
@@ -446,8 +433,7 @@ func TestRunFollowsSource(t *testing.T) {
 		t.Error("recovery not logged")
 	}
 
-	cancel()
-	if err := await.Receive(t, 30*time.Second, errc, "Run's return after cancel"); err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
 	out := logs.String()
@@ -484,4 +470,28 @@ func TestRunReturnsWhenCancelledBeforeCredentials(t *testing.T) {
 func credsDigest(c *creds.Credentials) string {
 	sum := sha256.Sum256([]byte(c.AccessKeyID + "\n" + c.SecretAccessKey + "\n" + c.SessionToken))
 	return hex.EncodeToString(sum[:])
+}
+
+// runWriter runs w.run over profiles until stop, which returns run's result. waitSynced waits
+// for the writer's next attempt to bring the file up to date, failing t with what it was for.
+func runWriter(t *testing.T, w *Writer, profiles []Profile) (waitSynced func(what string), stop func() error) {
+	t.Helper()
+	synced := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.run(ctx, profiles, func() { synced <- struct{}{} }) }()
+	stopped := false
+	stop = func() error {
+		cancel()
+		if stopped {
+			return nil
+		}
+		stopped = true
+		return await.Receive(t, 30*time.Second, errc, "the writer's return after cancel")
+	}
+	t.Cleanup(func() { _ = stop() })
+	return func(what string) {
+		t.Helper()
+		await.Receive(t, 10*time.Second, synced, "the writer acting on "+what)
+	}, stop
 }

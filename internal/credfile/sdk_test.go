@@ -131,27 +131,12 @@ func TestProfilesPerRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	synced := make(chan struct{}, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- w.run(ctx, []Profile{{Name: DefaultProfile, Source: unnamed}, {Name: "reader", Source: reader}},
-			func() { synced <- struct{}{} })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
+	wait, stop := runWriter(t, w, []Profile{{Name: DefaultProfile, Source: unnamed}, {Name: "reader", Source: reader}})
+	defer func() {
+		if err := stop(); err != nil {
 			t.Errorf("run: %v", err)
 		}
-	})
-	wait := func(what string) {
-		t.Helper()
-		select {
-		case <-synced:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the writer did not act on %s within 10s", what)
-		}
-	}
+	}()
 	read := func(profile string) string {
 		t.Helper()
 		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
