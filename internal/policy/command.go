@@ -12,8 +12,14 @@ import (
 
 // Output is everything `sidecar policy` prints, in the shape of its --output json document.
 type Output struct {
-	// RoleARN is the value for the sidecar's AWS_ROLE_ARN.
-	RoleARN string `json:"role_arn"`
+	// RoleARN is the value for the sidecar's AWS_ROLE_ARN: its unnamed role; absent when every
+	// --role-name names a role.
+	RoleARN string `json:"role_arn,omitempty"`
+	// Roles are the sidecar's named roles (--role-name NAME=ROLE).
+	Roles []NamedRole `json:"roles,omitempty"`
+	// SidecarRoles is Roles as the sidecar's CREDSIDECAR_ROLES and the webhook's
+	// credsidecar.io/roles annotation take them: NAME=ARN,NAME=ARN.
+	SidecarRoles string `json:"sidecar_roles,omitempty"`
 	// ProviderARN is the IAM OIDC provider the trust policy names.
 	ProviderARN string `json:"provider_arn"`
 	// Issuer is the OIDC issuer URL as given.
@@ -32,12 +38,20 @@ type Output struct {
 	Files []string `json:"files,omitempty"`
 }
 
+// NamedRole is one of the sidecar's named roles in the Output.
+type NamedRole struct {
+	// Name is the sidecar's role name.
+	Name string `json:"name"`
+	// RoleName and RoleARN are the IAM role's.
+	RoleName string `json:"role_name"`
+	RoleARN  string `json:"role_arn"`
+}
+
 // Build renders in (which must be valid) into an Output whose commands read the policy files
 // from dir.
 func Build(in Input, dir string) Output {
 	in = in.WithDefaults()
-	return Output{
-		RoleARN:          RoleARN(in.Partition, in.AccountID, in.RoleName),
+	out := Output{
 		ProviderARN:      ProviderARN(in.Partition, in.AccountID, in.Issuer),
 		Issuer:           in.Issuer,
 		Audience:         in.Audience,
@@ -46,6 +60,40 @@ func Build(in Input, dir string) Output {
 		PermissionPolicy: Permission(in),
 		Commands:         Commands(in, dir),
 	}
+	if in.RoleName != "" {
+		out.RoleARN = RoleARN(in.Partition, in.AccountID, in.RoleName)
+	}
+	pairs := make([]string, 0, len(in.Roles))
+	for _, r := range in.Roles {
+		arn := RoleARN(in.Partition, in.AccountID, r.RoleName)
+		out.Roles = append(out.Roles, NamedRole{Name: r.Name, RoleName: r.RoleName, RoleARN: arn})
+		pairs = append(pairs, r.Name+"="+arn)
+	}
+	out.SidecarRoles = strings.Join(pairs, ",")
+	return out
+}
+
+// roleNames is --role-name: each value ROLE is the unnamed role's IAM role, NAME=ROLE a named
+// role's; repeatable.
+type roleNames struct{ in *Input }
+
+func (r roleNames) String() string {
+	if r.in == nil {
+		return ""
+	}
+	return r.in.RoleName
+}
+
+func (r roleNames) Set(v string) error {
+	if name, role, ok := strings.Cut(v, "="); ok {
+		r.in.Roles = append(r.in.Roles, SidecarRole{Name: name, RoleName: role})
+		return nil
+	}
+	if r.in.RoleName != "" {
+		return fmt.Errorf("the unnamed role is %s already: name the others NAME=ROLE", r.in.RoleName)
+	}
+	r.in.RoleName = v
+	return nil
 }
 
 // options are the command-line settings that are not policy input.
@@ -64,7 +112,8 @@ func newFlagSet(in *Input, o *options) *flag.FlagSet {
 	fs.StringVar(&in.AccountID, "account", "", "12-digit AWS account id that owns the role (required)")
 	fs.StringVar(&in.Audience, "audience", "", "token audience and the provider's client id (default the issuer URL with a trailing slash, the AKS convention)")
 	fs.StringVar(&in.Bucket, "bucket", "", "S3 bucket to allow; adds the permission policy")
-	fs.StringVar(&in.RoleName, "role-name", DefaultRoleName, "IAM role name")
+	fs.Var(roleNames{in}, "role-name", "IAM role name of the sidecar's unnamed role (default "+DefaultRoleName+
+		"); NAME=ROLE for its named role NAME (--role NAME=ARN); repeatable")
 	fs.StringVar(&in.PolicyName, "policy-name", DefaultPolicyName, "name of the role's inline permission policy")
 	fs.StringVar(&in.Partition, "partition", DefaultPartition, "ARN partition: aws, aws-cn or aws-us-gov")
 	fs.StringVar(&o.output, "output", "text", "output format: text or json")
@@ -186,7 +235,16 @@ func writeJSON(w io.Writer, out Output) error {
 
 func writeText(w io.Writer, out Output) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Role ARN (the sidecar's AWS_ROLE_ARN): %s\n", out.RoleARN)
+	if out.RoleARN != "" {
+		fmt.Fprintf(&b, "# Role ARN (the sidecar's AWS_ROLE_ARN): %s\n", out.RoleARN)
+	}
+	for _, r := range out.Roles {
+		fmt.Fprintf(&b, "# Role %s (the sidecar's --role %s=ARN): %s\n", r.Name, r.Name, r.RoleARN)
+	}
+	if out.SidecarRoles != "" {
+		fmt.Fprintf(&b, "#   CREDSIDECAR_ROLES, or the ServiceAccount's credsidecar.io/roles annotation: %s\n", out.SidecarRoles)
+		fmt.Fprintf(&b, "#   every role trusts the one service account through the same trust policy\n")
+	}
 	fmt.Fprintf(&b, "# OIDC provider: %s\n", out.ProviderARN)
 	fmt.Fprintf(&b, "# Audience: %s\n", out.Audience)
 	fmt.Fprintf(&b, "#   set it as `audience:` of the pod's projected serviceAccountToken; the provider's client id\n")
@@ -202,6 +260,9 @@ func writeText(w io.Writer, out Output) error {
 			return fmt.Errorf("encode permission policy: %w", err)
 		}
 		fmt.Fprintf(&b, "# %s\n%s\n", PermissionPolicyFile, perm)
+		if len(out.Roles) > 0 {
+			fmt.Fprintf(&b, "# (the commands give it to every role: narrow each role's copy to what it needs)\n\n")
+		}
 	}
 	if len(out.Files) > 0 {
 		fmt.Fprintf(&b, "# wrote %s\n\n", strings.Join(out.Files, ", "))

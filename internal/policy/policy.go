@@ -51,12 +51,25 @@ type Input struct {
 	Audience string
 	// Bucket, when set, adds the S3 permission policy for that bucket.
 	Bucket string
-	// RoleName is the IAM role's name; DefaultRoleName when empty.
+	// RoleName is the IAM role of the sidecar's unnamed role (--role-arn); DefaultRoleName when
+	// empty and Roles is empty too.
 	RoleName string
+	// Roles are the IAM roles of the sidecar's named roles (--role NAME=ARN), besides or instead
+	// of the unnamed one. Every role trusts the same service account, so all share the one trust
+	// policy.
+	Roles []SidecarRole
 	// PolicyName is the inline permission policy's name; DefaultPolicyName when empty.
 	PolicyName string
 	// Partition is the ARN partition (aws, aws-cn, aws-us-gov); DefaultPartition when empty.
 	Partition string
+}
+
+// SidecarRole is a named role of the sidecar and the IAM role behind it.
+type SidecarRole struct {
+	// Name is the sidecar's role name: /v1/credentials/NAME, the webhook's credsidecar.io/roles.
+	Name string
+	// RoleName is the IAM role's name.
+	RoleName string
 }
 
 // WithDefaults returns in with every empty optional field set to its default.
@@ -64,7 +77,7 @@ func (in Input) WithDefaults() Input {
 	if in.Audience == "" {
 		in.Audience = DefaultAudience(in.Issuer)
 	}
-	if in.RoleName == "" {
+	if in.RoleName == "" && len(in.Roles) == 0 {
 		in.RoleName = DefaultRoleName
 	}
 	if in.PolicyName == "" {
@@ -299,18 +312,30 @@ func Commands(in Input, dir string) []string {
 		}
 		return "file://" + strings.TrimRight(dir, "/") + "/" + name
 	}
-	cmds := []string{
-		"aws iam create-open-id-connect-provider --url " + ShellQuote(in.Issuer) +
-			" --client-id-list " + ShellQuote(in.Audience),
-		"aws iam create-role --role-name " + ShellQuote(in.RoleName) +
-			" --assume-role-policy-document " + ShellQuote(file(TrustPolicyFile)),
-	}
-	if in.Bucket != "" {
-		cmds = append(cmds, "aws iam put-role-policy --role-name "+ShellQuote(in.RoleName)+
-			" --policy-name "+ShellQuote(in.PolicyName)+
-			" --policy-document "+ShellQuote(file(PermissionPolicyFile)))
+	cmds := []string{"aws iam create-open-id-connect-provider --url " + ShellQuote(in.Issuer) +
+		" --client-id-list " + ShellQuote(in.Audience)}
+	for _, name := range in.roleNames() {
+		cmds = append(cmds, "aws iam create-role --role-name "+ShellQuote(name)+
+			" --assume-role-policy-document "+ShellQuote(file(TrustPolicyFile)))
+		if in.Bucket != "" {
+			cmds = append(cmds, "aws iam put-role-policy --role-name "+ShellQuote(name)+
+				" --policy-name "+ShellQuote(in.PolicyName)+
+				" --policy-document "+ShellQuote(file(PermissionPolicyFile)))
+		}
 	}
 	return cmds
+}
+
+// roleNames are the IAM roles to create: the unnamed role's first, then the named roles'.
+func (in Input) roleNames() []string {
+	var names []string
+	if in.RoleName != "" {
+		names = append(names, in.RoleName)
+	}
+	for _, r := range in.Roles {
+		names = append(names, r.RoleName)
+	}
+	return names
 }
 
 // ShellQuote returns s unchanged when a POSIX shell would read it as one word as it is, and

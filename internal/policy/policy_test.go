@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/credsidecar/credsidecar/internal/config"
 	"github.com/credsidecar/credsidecar/internal/testkit/goldenfile"
 )
 
@@ -42,6 +44,18 @@ func TestMainGolden(t *testing.T) {
 				"--account", "444455556666", "--audience", "sts.amazonaws.com", "--role-name", "payments-uploader",
 				"--policy-name", "uploads", "--bucket", "payments.uploads", "--partition", "aws-us-gov"},
 			golden: "custom.golden",
+		},
+		{
+			name: "named roles beside the unnamed one",
+			args: append(base[:len(base):len(base)], "--role-name", "app-role", "--role-name", "reader=bucket-reader",
+				"--role-name", "writer=bucket-writer", "--bucket", "my-upload-bucket"),
+			golden: "several-roles.golden",
+		},
+		{
+			name: "named roles only, json",
+			args: append(base[:len(base):len(base)], "--role-name", "reader=bucket-reader", "--role-name", "writer=bucket-writer",
+				"--output", "json"),
+			golden: "several-roles-json.golden",
 		},
 		{
 			name:   "write dir",
@@ -109,6 +123,12 @@ func TestMainRejectsBadInput(t *testing.T) {
 		{name: "service account trailing dash", override: map[string]string{"service-account": "sa-"}, wantFlag: "--service-account", wantText: "DNS-1123"},
 		{name: "bucket uppercase", override: map[string]string{}, extra: []string{"--bucket", "My_Bucket"}, wantFlag: "--bucket", wantText: "bucket name"},
 		{name: "role name with slash", extra: []string{"--role-name", "a/b"}, wantFlag: "--role-name", wantText: "IAM role name"},
+		{name: "sidecar role name uppercase", extra: []string{"--role-name", "Reader=ReaderRole"}, wantFlag: "--role-name", wantText: "sidecar's role name"},
+		{name: "named role's IAM name with slash", extra: []string{"--role-name", "reader=a/b"}, wantFlag: "--role-name", wantText: "IAM role name"},
+		{name: "role named twice", extra: []string{"--role-name", "reader=A", "--role-name", "reader=B"}, wantFlag: "--role-name", wantText: "named twice"},
+		{name: "IAM role given twice", extra: []string{"--role-name", "A", "--role-name", "reader=A"}, wantFlag: "--role-name", wantText: "given twice"},
+		{name: "two unnamed roles", extra: []string{"--role-name", "A", "--role-name", "B"}, wantFlag: "-role-name", wantText: "name the others NAME=ROLE"},
+		{name: "too many roles", extra: manyRoles(17), wantFlag: "--role-name", wantText: "at most 16"},
 		{name: "audience with space", extra: []string{"--audience", "a b"}, wantFlag: "--audience", wantText: "without spaces"},
 		{name: "output yaml", extra: []string{"--output", "yaml"}, wantFlag: "--output", wantText: "text or json"},
 		{name: "partition", extra: []string{"--partition", "aws-eu"}, wantFlag: "--partition", wantText: "aws-cn"},
@@ -144,6 +164,15 @@ func TestMainRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyRoles is n --role-name NAME=ROLE flags.
+func manyRoles(n int) []string {
+	var args []string
+	for i := range n {
+		args = append(args, "--role-name", fmt.Sprintf("r%d=Role%d", i, i))
+	}
+	return args
 }
 
 func TestMainHelp(t *testing.T) {
@@ -271,4 +300,33 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("conditions did not survive a round trip: %+v", cond)
 		}
 	})
+}
+
+// TestSidecarRolesParse: the NAME=ARN list printed for CREDSIDECAR_ROLES and the webhook's
+// credsidecar.io/roles annotation is what the sidecar's own parser takes, role for role.
+func TestSidecarRolesParse(t *testing.T) {
+	in := Input{Issuer: aksIssuer, Namespace: "default", ServiceAccount: "workload-sa", AccountID: account,
+		Roles: []SidecarRole{{Name: "reader", RoleName: "bucket-reader"}, {Name: "writer", RoleName: "bucket-writer"}}}
+	if err := in.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	out := Build(in, "")
+	if out.RoleARN != "" {
+		t.Errorf("named roles only: role_arn = %q, want none (the sidecar then has no unnamed role)", out.RoleARN)
+	}
+	roles, err := config.ParseRoles(strings.Split(out.SidecarRoles, ","))
+	if err != nil {
+		t.Fatalf("the sidecar refuses %q: %v", out.SidecarRoles, err)
+	}
+	if len(roles) != len(in.Roles) {
+		t.Fatalf("the sidecar reads %d roles from %q, want %d", len(roles), out.SidecarRoles, len(in.Roles))
+	}
+	for i, r := range roles {
+		if want := RoleARN("", account, in.Roles[i].RoleName); r.Name != in.Roles[i].Name || r.ARN != want {
+			t.Errorf("role %d: the sidecar reads %s=%s, want %s=%s", i, r.Name, r.ARN, in.Roles[i].Name, want)
+		}
+	}
+	if got := strings.Count(strings.Join(out.Commands, "\n"), "create-role "); got != 2 {
+		t.Errorf("%d create-role commands, want one per role (2):\n%s", got, strings.Join(out.Commands, "\n"))
+	}
 }

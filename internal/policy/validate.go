@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/credsidecar/credsidecar/internal/config"
 )
 
 var (
@@ -91,8 +93,11 @@ func (in Input) Validate() error {
 			add("bucket", in.Bucket, p)
 		}
 	}
-	if in.RoleName != "" && (len(in.RoleName) > 64 || !iamName.MatchString(in.RoleName)) {
-		add("role-name", in.RoleName, "must be an IAM role name: 1-64 characters of letters, digits and _+=,.@-")
+	if in.RoleName != "" && !isIAMRoleName(in.RoleName) {
+		add("role-name", in.RoleName, iamRoleNameRule)
+	}
+	for _, p := range rolesProblems(in) {
+		add("role-name", p.value, p.problem)
 	}
 	if in.PolicyName != "" && (len(in.PolicyName) > 128 || !iamName.MatchString(in.PolicyName)) {
 		add("policy-name", in.PolicyName, "must be an IAM policy name: 1-128 characters of letters, digits and _+=,.@-")
@@ -106,6 +111,39 @@ func (in Input) Validate() error {
 		return &Error{Problems: errs}
 	}
 	return nil
+}
+
+// iamRoleNameRule says what isIAMRoleName accepts.
+const iamRoleNameRule = "must be an IAM role name: 1-64 characters of letters, digits and _+=,.@-"
+
+func isIAMRoleName(s string) bool { return len(s) <= 64 && iamName.MatchString(s) }
+
+type problem struct{ value, problem string }
+
+// rolesProblems checks the named roles: sidecar role names as the sidecar takes them, IAM role
+// names, neither given twice (create-role would fail the second time), at most config.MaxRoles.
+func rolesProblems(in Input) []problem {
+	var ps []problem
+	names := map[string]bool{}
+	iamNames := map[string]bool{in.RoleName: in.RoleName != ""}
+	for _, r := range in.Roles {
+		v := r.Name + "=" + r.RoleName
+		switch {
+		case config.CheckRoleName(r.Name) != nil:
+			ps = append(ps, problem{v, "NAME must be the sidecar's role name: 1 to 32 of a-z, 0-9 and -"})
+		case !isIAMRoleName(r.RoleName):
+			ps = append(ps, problem{v, iamRoleNameRule})
+		case names[r.Name]:
+			ps = append(ps, problem{v, "role " + r.Name + " is named twice"})
+		case iamNames[r.RoleName]:
+			ps = append(ps, problem{v, "IAM role " + r.RoleName + " is given twice: one IAM role per sidecar role"})
+		}
+		names[r.Name], iamNames[r.RoleName] = true, true
+	}
+	if len(in.Roles) > config.MaxRoles {
+		ps = append(ps, problem{fmt.Sprint(len(in.Roles), " named roles"), fmt.Sprintf("at most %d: the sidecar serves no more", config.MaxRoles)})
+	}
+	return ps
 }
 
 // issuerProblem accepts an https URL with a host, and plain http only on loopback, where the
