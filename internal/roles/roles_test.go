@@ -213,6 +213,10 @@ func (c *countingSTS) AssumeRoleWithWebIdentity(ctx context.Context, in *sts.Ass
 
 // TestColdStartSplitAcrossRoles: 1000 clients arrive at a cold sidecar, split across three
 // roles; every one gets its own role's credentials, and STS sees exactly one call per role.
+// A client the cold-start wait (server.DefaultColdStartWait) answers 503 CredentialsUnavailable
+// asks again, as every SDK's container provider does: under the race detector on two cores the
+// first calls can outlast that wait, which is the endpoint working as designed, and the retries
+// must not reach STS.
 func TestColdStartSplitAcrossRoles(t *testing.T) {
 	w := podenv.Shared(t)
 	counter := &countingSTS{delay: 100 * time.Millisecond, calls: map[string]int{}}
@@ -224,25 +228,46 @@ func TestColdStartSplitAcrossRoles(t *testing.T) {
 	arns := map[string]string{"": testbed.DefaultRoleARN, "reader": readerRole.RoleArn, "writer": writerRole.RoleArn}
 	names := []string{"", "reader", "writer"}
 	const clients = 1000
-	var failed atomic.Int32
+	deadline := time.Now().Add(guard)
+	var retried atomic.Int32
 	keys := make([]string, clients)
+	errs := make([]error, clients)
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := podenv.Get(s.HTTP, urls[names[i%3]], s.Auth)
-			if err != nil || a.Status != 200 {
-				failed.Add(1)
+			for {
+				a, err := podenv.Get(s.HTTP, urls[names[i%3]], s.Auth)
+				switch {
+				case err != nil:
+					errs[i] = err
+				case a.Status == 200:
+					keys[i] = a.Creds.AccessKeyID + " " + a.Creds.RoleARN
+				case a.Status == 503 && a.Code == "CredentialsUnavailable" && time.Now().Before(deadline):
+					retried.Add(1)
+					continue
+				default:
+					errs[i] = fmt.Errorf("status %d: %s", a.Status, a.Body)
+				}
 				return
 			}
-			keys[i] = a.Creds.AccessKeyID + " " + a.Creds.RoleARN
 		}()
 	}
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d cold-start clients got no credentials", n, clients)
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			if failed == 0 {
+				t.Errorf("client %d (role %q): %v", i, names[i%3], err)
+			}
+			failed++
+		}
 	}
+	if failed > 0 {
+		t.Fatalf("%d of %d cold-start clients got no credentials (%d cold-start 503s retried)", failed, clients, retried.Load())
+	}
+	t.Logf("%d cold-start 503s retried", retried.Load())
 	for i, k := range keys {
 		if want := arns[names[i%3]]; !strings.HasSuffix(k, " "+want) {
 			t.Fatalf("client %d asked for role %q and got credentials of %s", i, names[i%3], k)
