@@ -200,6 +200,16 @@ func (s *faultSTS) writeError(w http.ResponseWriter, status int, kind, code, mes
 </ErrorResponse>`, kind, code, html.EscapeString(message))
 }
 
+// codeMatches reports whether an STS call failing under fault reported code, where want is the
+// code the fault stands for. A slow answer is a timeout, but the SDK's client sometimes closes its
+// connection while the body is still awaited, a few milliseconds after the headers and well before
+// the deadline (here under -race: 1 in 300 runs, and over 10 in 300 on another try; the context not
+// done), and reports that read as a network error: the same
+// class, Retry, and the same backoff, so both are the fault working.
+func codeMatches(fault stsFault, code, want string) bool {
+	return code == want || fault == faultSlowBody && code == creds.CodeNetwork
+}
+
 // The fault server must itself be right: the real SDK client gets credentials from it, and
 // each fault reaches the SDK as the error class it stands for.
 func TestFaultSTSSpeaksSTS(t *testing.T) {
@@ -245,7 +255,7 @@ func TestFaultSTSSpeaksSTS(t *testing.T) {
 			if errors.Is(err, net.ErrClosed) && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%w)", err, ctx.Err())
 			}
-			if code, class := creds.ErrorCode(err), creds.Classify(err); code != tt.wantCode || class != tt.wantClass {
+			if code, class := creds.ErrorCode(err), creds.Classify(err); !codeMatches(tt.fault, code, tt.wantCode) || class != tt.wantClass {
 				t.Errorf("fault %q: code %q class %v, want %q %v (error: %v)", tt.fault, code, class, tt.wantCode, tt.wantClass, err)
 			}
 		})
