@@ -156,7 +156,7 @@ func TestSidecarServesSDK(t *testing.T) {
 	_, metricsText := get(t, a.Addrs().MetricsURL()+"/metrics")
 	for _, want := range []string{
 		`credsidecar_ready{role=""} 1` + "\n",
-		`credsidecar_sts_requests_total{code="",result="success"} 1` + "\n",
+		`credsidecar_sts_requests_total{code="",result="success",role=""} 1` + "\n",
 		`credsidecar_http_requests_total{code="200",endpoint="credentials"} 1` + "\n",
 		`credsidecar_build_info{goversion="`,
 		`version="v0.0.0-test"} 1`,
@@ -264,7 +264,7 @@ func TestSidecarWithoutSTS(t *testing.T) {
 		t.Fatalf("/readyz = %d, want 503", code)
 	}
 	_, metricsText := get(t, a.Addrs().MetricsURL()+"/metrics")
-	for _, want := range []string{`credsidecar_ready{role=""} 0` + "\n", `credsidecar_sts_requests_total{code=`, `result="error"}`} {
+	for _, want := range []string{`credsidecar_ready{role=""} 0` + "\n", `credsidecar_sts_requests_total{code=`, `result="error",role=""}`} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -76,8 +76,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		stsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credsidecar_sts_requests_total",
-			Help: "STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).",
-		}, []string{"result", "code"}),
+			Help: "STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by role (\"\" for the unnamed role), result and STS error code (empty on success).",
+		}, []string{"role", "result", "code"}),
 		stsDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "credsidecar_sts_request_duration_seconds",
 			Help:    "Duration of AssumeRoleWithWebIdentity calls, including the SDK's retries.",
@@ -158,25 +158,32 @@ func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ForRole returns the observer of one named role's credentials manager: its credentials'
-// expiry is reported under role=name; STS calls and token events are the sidecar's.
+// ForRole returns the observer of one named role's credentials manager: its STS calls and its
+// credentials' expiry are reported under role=name; token events are the sidecar's.
 func (m *Metrics) ForRole(name string) creds.Observer {
-	return roleObserver{Metrics: m, expiry: m.credsExpiry.WithLabelValues(name)}
+	return roleObserver{Metrics: m, role: name, expiry: m.credsExpiry.WithLabelValues(name)}
 }
 
 type roleObserver struct {
 	*Metrics
+	role   string
 	expiry prometheus.Gauge
 }
 
 func (o roleObserver) CredentialsUpdated(expiry time.Time) { o.expiry.Set(unixSeconds(expiry)) }
 
-// STSCall counts one AssumeRoleWithWebIdentity call and its duration.
-func (m *Metrics) STSCall(result, code string, took time.Duration) {
+func (o roleObserver) STSCall(result, code string, took time.Duration) {
+	o.stsCall(o.role, result, code, took)
+}
+
+// STSCall counts one STS call of the unnamed role and its duration.
+func (m *Metrics) STSCall(result, code string, took time.Duration) { m.stsCall("", result, code, took) }
+
+func (m *Metrics) stsCall(role, result, code string, took time.Duration) {
 	if result != ResultSuccess && result != ResultError {
 		result = "other"
 	}
-	m.stsRequests.WithLabelValues(result, boundedCode(code)).Inc()
+	m.stsRequests.WithLabelValues(role, result, boundedCode(code)).Inc()
 	m.stsDuration.Observe(took.Seconds())
 }
 

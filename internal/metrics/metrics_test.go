@@ -26,21 +26,21 @@ func TestSTSCall(t *testing.T) {
 			name:  "success and errors by code",
 			calls: [][2]string{{"success", ""}, {"success", ""}, {"error", "AccessDenied"}, {"error", "Throttling"}},
 			expect: `
-# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by role ("" for the unnamed role), result and STS error code (empty on success).
 # TYPE credsidecar_sts_requests_total counter
-credsidecar_sts_requests_total{code="",result="success"} 2
-credsidecar_sts_requests_total{code="AccessDenied",result="error"} 1
-credsidecar_sts_requests_total{code="Throttling",result="error"} 1
+credsidecar_sts_requests_total{code="",result="success",role=""} 2
+credsidecar_sts_requests_total{code="AccessDenied",result="error",role=""} 1
+credsidecar_sts_requests_total{code="Throttling",result="error",role=""} 1
 `,
 		},
 		{
 			name:  "unbounded values are folded into other",
 			calls: [][2]string{{"weird", "x"}, {"error", "arn:aws:iam::123456789012:role/x"}, {"error", strings.Repeat("A", 65)}},
 			expect: `
-# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by role ("" for the unnamed role), result and STS error code (empty on success).
 # TYPE credsidecar_sts_requests_total counter
-credsidecar_sts_requests_total{code="other",result="error"} 2
-credsidecar_sts_requests_total{code="x",result="other"} 1
+credsidecar_sts_requests_total{code="other",result="error",role=""} 2
+credsidecar_sts_requests_total{code="x",result="other",role=""} 1
 `,
 		},
 	}
@@ -211,15 +211,15 @@ func TestReady(t *testing.T) {
 
 	m.CredentialsUpdated(time.Unix(1000, 0))
 	m.ForRole("reader").CredentialsUpdated(time.Unix(2000, 0))
-	m.ForRole("reader").STSCall(ResultSuccess, "", time.Millisecond) // the sidecar's counter, unlabelled
+	m.ForRole("reader").STSCall(ResultSuccess, "", time.Millisecond)
 	want := `
 # HELP credsidecar_credentials_expiry_timestamp_seconds Unix time at which the newest credentials from STS expire, by role ("" for the unnamed role).
 # TYPE credsidecar_credentials_expiry_timestamp_seconds gauge
 credsidecar_credentials_expiry_timestamp_seconds{role=""} 1000
 credsidecar_credentials_expiry_timestamp_seconds{role="reader"} 2000
-# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by result and STS error code (empty on success).
+# HELP credsidecar_sts_requests_total STS calls (AssumeRoleWithWebIdentity and chained AssumeRole hops) by role ("" for the unnamed role), result and STS error code (empty on success).
 # TYPE credsidecar_sts_requests_total counter
-credsidecar_sts_requests_total{code="",result="success"} 1
+credsidecar_sts_requests_total{code="",result="success",role="reader"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "credsidecar_credentials_expiry_timestamp_seconds",
 		"credsidecar_sts_requests_total"); err != nil {

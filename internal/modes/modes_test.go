@@ -488,7 +488,7 @@ func testChaining(t *testing.T, e *env) {
 	checkRole(t, arn, chainedRole)
 	e.checkObject(t, key, etag)
 	// Both hops were STS calls, and both are counted.
-	if m := s.Metrics(t); !strings.Contains(m, `credsidecar_sts_requests_total{code="",result="success"} 2`+"\n") {
+	if m := s.Metrics(t); !strings.Contains(m, `credsidecar_sts_requests_total{code="",result="success",role=""} 2`+"\n") {
 		t.Errorf("metrics do not count the two calls of the chain:\n%s", grepLines(m, "credsidecar_sts_requests_total"))
 	}
 	s.Logs.WaitCount(t, guard, 1, "fetched credentials", nil)

@@ -178,7 +178,10 @@ func TestTwoRolesOnePod(t *testing.T) {
 	metrics := s.Metrics(t)
 	for _, want := range []string{`credsidecar_ready{role="reader"} 1`, `credsidecar_ready{role="writer"} 1`,
 		`credsidecar_ready{role="stranger"} 0`, `credsidecar_ready{role=""} 1`,
-		`credsidecar_credentials_expiry_timestamp_seconds{role="writer"}`} {
+		`credsidecar_credentials_expiry_timestamp_seconds{role="writer"}`,
+		// Which role STS refuses, and why, for the alert: the others' calls succeed.
+		`credsidecar_sts_requests_total{code="AccessDenied",result="error",role="stranger"}`,
+		`credsidecar_sts_requests_total{code="",result="success",role="reader"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
