@@ -204,8 +204,8 @@ func (s *faultSTS) writeError(w http.ResponseWriter, status int, kind, code, mes
 // code the fault stands for. A slow answer is a timeout, but the SDK's client sometimes closes its
 // connection while the body is still awaited, a few milliseconds after the headers and well before
 // the deadline (here under -race: 1 in 300 runs, and over 10 in 300 on another try; the context not
-// done), and reports that read as a network error: the same
-// class, Retry, and the same backoff, so both are the fault working.
+// done), and reports that read as a network error: the same class, Retry, and the same backoff,
+// so both are the fault working.
 func codeMatches(fault stsFault, code, want string) bool {
 	return code == want || fault == faultSlowBody && code == creds.CodeNetwork
 }
