@@ -128,9 +128,10 @@ func rolesProblems(in Input) []problem {
 	iamNames := map[string]bool{in.RoleName: in.RoleName != ""}
 	for _, r := range in.Roles {
 		v := r.Name + "=" + r.RoleName
+		nameErr := config.CheckRoleName(r.Name)
 		switch {
-		case config.CheckRoleName(r.Name) != nil:
-			ps = append(ps, problem{v, "NAME must be the sidecar's role name: 1 to 32 of a-z, 0-9 and -"})
+		case nameErr != nil:
+			ps = append(ps, problem{v, "NAME must be the sidecar's " + nameErr.Error()})
 		case !isIAMRoleName(r.RoleName):
 			ps = append(ps, problem{v, iamRoleNameRule})
 		case names[r.Name]:
