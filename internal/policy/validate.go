@@ -96,9 +96,7 @@ func (in Input) Validate() error {
 	if in.RoleName != "" && !isIAMRoleName(in.RoleName) {
 		add("role-name", in.RoleName, iamRoleNameRule)
 	}
-	for _, p := range rolesProblems(in) {
-		add("role-name", p.value, p.problem)
-	}
+	checkRoles(in, func(value, problem string) { add("role-name", value, problem) })
 	if in.PolicyName != "" && (len(in.PolicyName) > 128 || !iamName.MatchString(in.PolicyName)) {
 		add("policy-name", in.PolicyName, "must be an IAM policy name: 1-128 characters of letters, digits and _+=,.@-")
 	}
@@ -118,12 +116,10 @@ const iamRoleNameRule = "must be an IAM role name: 1-64 characters of letters, d
 
 func isIAMRoleName(s string) bool { return len(s) <= 64 && iamName.MatchString(s) }
 
-type problem struct{ value, problem string }
-
-// rolesProblems checks the named roles: sidecar role names as the sidecar takes them, IAM role
-// names, neither given twice (create-role would fail the second time), at most config.MaxRoles.
-func rolesProblems(in Input) []problem {
-	var ps []problem
+// checkRoles passes each problem of the named roles to add: sidecar role names as the sidecar
+// takes them, IAM role names, neither given twice (create-role would fail the second time), at
+// most config.MaxRoles.
+func checkRoles(in Input, add func(value, problem string)) {
 	names := map[string]bool{}
 	iamNames := map[string]bool{in.RoleName: in.RoleName != ""}
 	for _, r := range in.Roles {
@@ -131,20 +127,19 @@ func rolesProblems(in Input) []problem {
 		nameErr := config.CheckRoleName(r.Name)
 		switch {
 		case nameErr != nil:
-			ps = append(ps, problem{v, "NAME must be the sidecar's " + nameErr.Error()})
+			add(v, "NAME must be the sidecar's "+nameErr.Error())
 		case !isIAMRoleName(r.RoleName):
-			ps = append(ps, problem{v, iamRoleNameRule})
+			add(v, iamRoleNameRule)
 		case names[r.Name]:
-			ps = append(ps, problem{v, "role " + r.Name + " is named twice"})
+			add(v, "role "+r.Name+" is named twice")
 		case iamNames[r.RoleName]:
-			ps = append(ps, problem{v, "IAM role " + r.RoleName + " is given twice: one IAM role per sidecar role"})
+			add(v, "IAM role "+r.RoleName+" is given twice: one IAM role per sidecar role")
 		}
 		names[r.Name], iamNames[r.RoleName] = true, true
 	}
 	if len(in.Roles) > config.MaxRoles {
-		ps = append(ps, problem{fmt.Sprint(len(in.Roles), " named roles"), fmt.Sprintf("at most %d: the sidecar serves no more", config.MaxRoles)})
+		add(fmt.Sprint(len(in.Roles), " named roles"), fmt.Sprintf("at most %d: the sidecar serves no more", config.MaxRoles))
 	}
-	return ps
 }
 
 // issuerProblem accepts an https URL with a host, and plain http only on loopback, where the
